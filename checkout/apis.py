@@ -1,0 +1,253 @@
+"""Customer API views: parse, call one service or selector, render."""
+import re
+import uuid
+from contextlib import AbstractContextManager
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from checkout import selectors, services
+from checkout.idempotency import HEADER as IDEMPOTENCY_HEADER
+from checkout.idempotency import idempotency_key_validate, idempotent_execute
+from checkout.metrics import CHECKOUTS
+from checkout.serializers import (
+    SESSION_ID_MAX_LENGTH,
+    CartItemAddInput,
+    CartItemUpdateInput,
+    CartOutput,
+    CategoryInput,
+    CategoryOutput,
+    CheckoutInput,
+    CheckoutOutput,
+    ProductInput,
+    ProductOutput,
+    ProductQuery,
+)
+from ecommerce.api import parse
+from ecommerce.auth import ManagerOrReadOnly
+from ecommerce.db import statement_timeout
+from ecommerce.errors import InvalidRequest
+from ecommerce.pagination import page_of
+from ecommerce.problems import PROBLEM_CONTENT_TYPE, domain_error_body
+from orders.services import CustomerInfo, ShippingAddress
+
+_SESSION_ID = re.compile(rf"^[A-Za-z0-9._~-]{{1,{SESSION_ID_MAX_LENGTH}}}$")
+
+
+def selectors_timeout() -> AbstractContextManager[None]:
+    return statement_timeout(selectors.CATALOG_QUERY_TIMEOUT_MS)
+
+
+def session_id_valid(session_id: str) -> str:
+    if not _SESSION_ID.match(session_id):
+        raise InvalidRequest(
+            f"sessionId must be 1-{SESSION_ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '.', '_', '~', '-'.",
+            problem_type="invalid-session-id",
+        )
+    return session_id
+
+
+# Categories ----------------------------------------------------------------
+
+
+class CategoryListApi(APIView):
+    permission_classes = [ManagerOrReadOnly]
+
+    @extend_schema(responses=CategoryOutput(many=True))
+    def get(self, request: Request) -> Response:
+        with selectors_timeout():
+            categories = list(selectors.category_list())
+        return Response(CategoryOutput(categories, many=True).data)
+
+    @extend_schema(request=CategoryInput, responses={201: CategoryOutput})
+    def post(self, request: Request) -> Response:
+        data = parse(CategoryInput, request.data)
+        category = services.category_create(name=data["name"], description=data["description"])
+        return Response(CategoryOutput(category).data, status=status.HTTP_201_CREATED)
+
+
+class CategoryDetailApi(APIView):
+    permission_classes = [ManagerOrReadOnly]
+
+    @extend_schema(responses=CategoryOutput)
+    def get(self, request: Request, category_id: uuid.UUID) -> Response:
+        with selectors_timeout():
+            category = selectors.category_get(category_id=category_id)
+        return Response(CategoryOutput(category).data)
+
+    @extend_schema(request=CategoryInput, responses=CategoryOutput)
+    def put(self, request: Request, category_id: uuid.UUID) -> Response:
+        data = parse(CategoryInput, request.data)
+        category = services.category_update(
+            category_id=category_id, name=data["name"], description=data["description"]
+        )
+        return Response(CategoryOutput(category).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, category_id: uuid.UUID) -> Response:
+        services.category_delete(category_id=category_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Products ------------------------------------------------------------------
+
+
+def _product_data(data: dict[str, Any]) -> services.ProductData:
+    return services.ProductData(
+        sku=data["sku"],
+        name=data["name"],
+        description=data["description"],
+        price=data["price"],
+        inventory_quantity=data["inventoryQuantity"],
+        category_id=data["categoryId"],
+        is_active=data["isActive"],
+    )
+
+
+class ProductListApi(APIView):
+    permission_classes = [ManagerOrReadOnly]
+
+    @extend_schema(parameters=[ProductQuery], responses=ProductOutput(many=True))
+    def get(self, request: Request) -> Response:
+        query = parse(ProductQuery, request.query_params)
+        with selectors_timeout():
+            page = page_of(
+                selectors.product_list(category_id=query.get("categoryId"), is_active=query["isActive"]),
+                page=query["page"],
+                size=query["size"],
+                render=lambda rows: ProductOutput(rows, many=True).data,
+            )
+        return Response(page)
+
+    @extend_schema(request=ProductInput, responses={201: ProductOutput})
+    def post(self, request: Request) -> Response:
+        data = parse(ProductInput, request.data)
+        product = services.product_create(data=_product_data(data))
+        return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
+
+
+class ProductDetailApi(APIView):
+    permission_classes = [ManagerOrReadOnly]
+
+    @extend_schema(responses=ProductOutput)
+    def get(self, request: Request, product_id: uuid.UUID) -> Response:
+        with selectors_timeout():
+            product = selectors.product_get(product_id=product_id)
+        return Response(ProductOutput(product).data)
+
+    @extend_schema(request=ProductInput, responses=ProductOutput)
+    def put(self, request: Request, product_id: uuid.UUID) -> Response:
+        data = parse(ProductInput, request.data)
+        product = services.product_update(product_id=product_id, data=_product_data(data))
+        return Response(ProductOutput(product).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, product_id: uuid.UUID) -> Response:
+        services.product_deactivate(product_id=product_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Carts ---------------------------------------------------------------------
+
+
+def _cart_response(session_id: str) -> Response:
+    return Response(selectors.cart_detail(session_id=session_id))
+
+
+class CartApi(APIView):
+    @extend_schema(responses=CartOutput)
+    def get(self, request: Request, session_id: str) -> Response:
+        return _cart_response(session_id_valid(session_id))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, session_id: str) -> Response:
+        services.cart_delete(session_id=session_id_valid(session_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CartItemAddApi(APIView):
+    @extend_schema(request=CartItemAddInput, responses=CartOutput)
+    def post(self, request: Request, session_id: str) -> Response:
+        session_id = session_id_valid(session_id)
+        data = parse(CartItemAddInput, request.data)
+        services.cart_item_add(session_id=session_id, product_id=data["productId"], quantity=data["quantity"])
+        return _cart_response(session_id)
+
+
+class CartItemApi(APIView):
+    @extend_schema(request=CartItemUpdateInput, responses=CartOutput)
+    def put(self, request: Request, session_id: str, item_id: uuid.UUID) -> Response:
+        session_id = session_id_valid(session_id)
+        data = parse(CartItemUpdateInput, request.data)
+        services.cart_item_update(session_id=session_id, item_id=item_id, quantity=data["quantity"])
+        return _cart_response(session_id)
+
+    @extend_schema(responses=CartOutput)
+    def delete(self, request: Request, session_id: str, item_id: uuid.UUID) -> Response:
+        session_id = session_id_valid(session_id)
+        services.cart_item_remove(session_id=session_id, item_id=item_id)
+        return _cart_response(session_id)
+
+
+# Checkout ------------------------------------------------------------------
+
+CHECKOUT_MESSAGE = "Order received; payment is being processed."
+
+
+def _customer(data: dict[str, Any]) -> CustomerInfo:
+    address = data["shippingAddress"]
+    return CustomerInfo(
+        name=data["name"],
+        email=data["email"],
+        phone=data["phone"],
+        shipping_address=ShippingAddress(
+            street=address["street"],
+            city=address["city"],
+            state=address["state"],
+            postal_code=address["postalCode"],
+            country=address["country"],
+        ),
+    )
+
+
+class CheckoutApi(APIView):
+    @extend_schema(
+        request=CheckoutInput,
+        responses={201: CheckoutOutput},
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True)],
+    )
+    def post(self, request: Request) -> Response:
+        key = idempotency_key_validate(request.headers.get(IDEMPOTENCY_HEADER))
+        body = request.data
+        correlation_id = getattr(request._request, "correlation_id", None)
+
+        def operation() -> tuple[int, dict[str, Any]]:
+            data = parse(CheckoutInput, body)
+            order = services.checkout_create(
+                session_id=data["sessionId"],
+                customer=_customer(data["customerInfo"]),
+                correlation_id=correlation_id,
+            )
+            return 201, {"orderNumber": order.order_number, "status": order.status, "message": CHECKOUT_MESSAGE}
+
+        result = idempotent_execute(
+            key=key,
+            method=request.method,
+            path=request.path,
+            body=body,
+            operation=operation,
+            error_body=domain_error_body,
+        )
+        CHECKOUTS.labels(outcome="replayed" if result.replayed else str(result.status)).inc()
+        response = Response(
+            result.body,
+            status=result.status,
+            content_type=PROBLEM_CONTENT_TYPE if result.status >= 400 else None,
+        )
+        if result.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response

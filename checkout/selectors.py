@@ -1,0 +1,90 @@
+"""Reads of the customer side: catalog queries and the cart document."""
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from checkout.cart_cache import cart_cache_get, cart_cache_set
+from checkout.models import Cart, CartItem, Category, Product
+from ecommerce.errors import NotFound
+
+# SPEC.md `catalogQuery`: a catalog read that takes longer is abandoned (503).
+CATALOG_QUERY_TIMEOUT_MS = 500
+
+
+def category_list() -> QuerySet[Category]:
+    return Category.objects.order_by("name")
+
+
+def category_get(*, category_id: uuid.UUID) -> Category:
+    category = Category.objects.filter(id=category_id).first()
+    if category is None:
+        raise NotFound(f"Category {category_id} not found.")
+    return category
+
+
+def product_list(*, category_id: uuid.UUID | None, is_active: bool) -> QuerySet[Product]:
+    queryset = Product.objects.filter(is_active=is_active)
+    if category_id is not None:
+        queryset = queryset.filter(category_id=category_id)
+    return queryset.order_by("name", "id")
+
+
+def product_get(*, product_id: uuid.UUID) -> Product:
+    product = Product.objects.filter(id=product_id).first()
+    if product is None:
+        raise NotFound(f"Product {product_id} not found.")
+    return product
+
+
+def _money(value: Any) -> str:
+    return f"{value:.2f}"
+
+
+def cart_document(cart: Cart) -> dict[str, Any]:
+    """The cart as the API returns it (and as the cache stores it)."""
+    items = list(CartItem.objects.filter(cart=cart).select_related("product").order_by("created_at", "id"))
+    subtotal = sum((item.subtotal for item in items), 0)
+    return {
+        "id": str(cart.id),
+        "sessionId": cart.session_id,
+        "items": [
+            {
+                "id": str(item.id),
+                "productId": str(item.product_id),
+                "productSku": item.product.sku,
+                "productName": item.product.name,
+                "quantity": item.quantity,
+                "priceSnapshot": _money(item.price_snapshot),
+                "subtotal": _money(item.subtotal),
+            }
+            for item in items
+        ],
+        "subtotal": _money(subtotal),
+        "createdAt": cart.created_at.isoformat().replace("+00:00", "Z"),
+        "updatedAt": cart.updated_at.isoformat().replace("+00:00", "Z"),
+        "expiresAt": cart.expires_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def cart_active_get(*, session_id: str) -> Cart | None:
+    return Cart.objects.filter(session_id=session_id, expires_at__gt=timezone.now()).first()
+
+
+def cart_detail(*, session_id: str) -> dict[str, Any]:
+    """Read a cart from the cache, else from PostgreSQL (then cache it)."""
+    cached = cart_cache_get(session_id)
+    if cached is not None and cached["expiresAt"] > timezone.now().isoformat().replace("+00:00", "Z"):
+        return cached
+    cart = cart_active_get(session_id=session_id)
+    if cart is None:
+        raise NotFound(f"Cart {session_id} not found.")
+    document = cart_document(cart)
+    cart_cache_set(session_id, document)
+    return document
+
+
+def cart_ttl() -> Any:
+    return settings.CART_IDLE_TTL

@@ -1,0 +1,325 @@
+"""Writes of the customer side: catalog management, carts and checkout."""
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from checkout.cart_cache import cart_cache_delete
+from checkout.models import Cart, CartItem, Category, Product
+from ecommerce.errors import Conflict, InvalidRequest, NotFound
+from orders.models import Order
+from orders.services import CustomerInfo, OrderLine, order_create
+
+logger = logging.getLogger(__name__)
+
+
+# Catalog -------------------------------------------------------------------
+
+
+@transaction.atomic
+def category_create(*, name: str, description: str) -> Category:
+    try:
+        with transaction.atomic():
+            return Category.objects.create(name=name, description=description)
+    except IntegrityError:
+        raise Conflict(f"A category named {name!r} already exists.", problem_type="duplicate-name") from None
+
+
+@transaction.atomic
+def category_update(*, category_id: uuid.UUID, name: str, description: str) -> Category:
+    category = Category.objects.select_for_update().filter(id=category_id).first()
+    if category is None:
+        raise NotFound(f"Category {category_id} not found.")
+    category.name = name
+    category.description = description
+    try:
+        with transaction.atomic():
+            category.save()
+    except IntegrityError:
+        raise Conflict(f"A category named {name!r} already exists.", problem_type="duplicate-name") from None
+    return category
+
+
+@transaction.atomic
+def category_delete(*, category_id: uuid.UUID) -> None:
+    category = Category.objects.select_for_update().filter(id=category_id).first()
+    if category is None:
+        raise NotFound(f"Category {category_id} not found.")
+    product_count = Product.objects.filter(category=category).count()
+    if product_count:
+        raise Conflict(
+            f"Category {category.name!r} still has {product_count} product(s).",
+            problem_type="category-not-empty",
+            extensions={"productCount": product_count},
+        )
+    category.delete()
+
+
+@dataclass(frozen=True)
+class ProductData:
+    sku: str
+    name: str
+    description: str
+    price: Decimal
+    inventory_quantity: int
+    category_id: uuid.UUID
+    is_active: bool = True
+
+
+def _category_require(category_id: uuid.UUID) -> Category:
+    category = Category.objects.filter(id=category_id).first()
+    if category is None:
+        raise NotFound(f"Category {category_id} not found.", problem_type="category-not-found")
+    return category
+
+
+def _product_save(product: Product) -> Product:
+    try:
+        with transaction.atomic():
+            product.save()
+    except IntegrityError:
+        raise Conflict(f"A product with SKU {product.sku!r} already exists.", problem_type="duplicate-sku") from None
+    return product
+
+
+@transaction.atomic
+def product_create(*, data: ProductData) -> Product:
+    category = _category_require(data.category_id)
+    product = Product(
+        sku=data.sku,
+        name=data.name,
+        description=data.description,
+        price=data.price,
+        inventory_quantity=data.inventory_quantity,
+        category=category,
+        is_active=data.is_active,
+    )
+    return _product_save(product)
+
+
+@transaction.atomic
+def product_update(*, product_id: uuid.UUID, data: ProductData) -> Product:
+    product = Product.objects.select_for_update().filter(id=product_id).first()
+    if product is None:
+        raise NotFound(f"Product {product_id} not found.")
+    product.category = _category_require(data.category_id)
+    product.sku = data.sku
+    product.name = data.name
+    product.description = data.description
+    product.price = data.price
+    product.inventory_quantity = data.inventory_quantity
+    product.is_active = data.is_active
+    return _product_save(product)
+
+
+@transaction.atomic
+def product_deactivate(*, product_id: uuid.UUID) -> None:
+    """Soft delete: the product leaves the catalog but orders keep referring to it."""
+    updated = Product.objects.filter(id=product_id).update(is_active=False, updated_at=timezone.now())
+    if not updated:
+        raise NotFound(f"Product {product_id} not found.")
+
+
+# Carts ---------------------------------------------------------------------
+
+
+def _cart_expiry():
+    return timezone.now() + settings.CART_IDLE_TTL
+
+
+def _cart_invalidate_on_commit(session_id: str) -> None:
+    transaction.on_commit(lambda: cart_cache_delete(session_id))
+
+
+def _cart_lock_or_create(session_id: str) -> Cart:
+    """Lock the session's cart, creating it (or renewing an expired one)."""
+    cart, created = Cart.objects.select_for_update().get_or_create(
+        session_id=session_id, defaults={"expires_at": _cart_expiry()}
+    )
+    if not created and cart.expires_at <= timezone.now():
+        # An idle-expired cart starts over empty rather than reviving stale items.
+        cart.items.all().delete()
+    return cart
+
+
+def _cart_lock_existing(session_id: str) -> Cart:
+    cart = (
+        Cart.objects.select_for_update()
+        .filter(session_id=session_id, expires_at__gt=timezone.now())
+        .first()
+    )
+    if cart is None:
+        raise NotFound(f"Cart {session_id} not found.")
+    return cart
+
+
+def _cart_touch(cart: Cart) -> None:
+    cart.expires_at = _cart_expiry()
+    cart.save(update_fields=["expires_at", "updated_at"])
+    _cart_invalidate_on_commit(cart.session_id)
+
+
+def _stock_check(product: Product, quantity: int) -> None:
+    if quantity > product.inventory_quantity:
+        raise Conflict(
+            f"Only {product.inventory_quantity} of {product.sku} in stock; {quantity} requested.",
+            problem_type="insufficient-stock",
+            extensions={
+                "products": [
+                    {
+                        "productId": str(product.id),
+                        "productSku": product.sku,
+                        "requested": quantity,
+                        "available": product.inventory_quantity,
+                    }
+                ]
+            },
+        )
+
+
+@transaction.atomic
+def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> Cart:
+    """Add a product to the session's cart, creating the cart on first add."""
+    product = Product.objects.filter(id=product_id, is_active=True).first()
+    if product is None:
+        raise NotFound(f"Product {product_id} not found or not available.", problem_type="product-not-found")
+    cart = _cart_lock_or_create(session_id)
+    item = CartItem.objects.filter(cart=cart, product=product).first()
+    new_quantity = quantity + (item.quantity if item else 0)
+    _stock_check(product, new_quantity)
+    if item:
+        item.quantity = new_quantity
+        item.price_snapshot = product.price
+        item.save(update_fields=["quantity", "price_snapshot", "updated_at"])
+    else:
+        CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
+    _cart_touch(cart)
+    return cart
+
+
+@transaction.atomic
+def cart_item_update(*, session_id: str, item_id: uuid.UUID, quantity: int) -> Cart:
+    cart = _cart_lock_existing(session_id)
+    item = CartItem.objects.select_related("product").filter(cart=cart, id=item_id).first()
+    if item is None:
+        raise NotFound(f"Item {item_id} is not in cart {session_id}.")
+    _stock_check(item.product, quantity)
+    item.quantity = quantity
+    item.save(update_fields=["quantity", "updated_at"])
+    _cart_touch(cart)
+    return cart
+
+
+@transaction.atomic
+def cart_item_remove(*, session_id: str, item_id: uuid.UUID) -> Cart:
+    cart = _cart_lock_existing(session_id)
+    deleted, _ = CartItem.objects.filter(cart=cart, id=item_id).delete()
+    if not deleted:
+        raise NotFound(f"Item {item_id} is not in cart {session_id}.")
+    _cart_touch(cart)
+    return cart
+
+
+@transaction.atomic
+def cart_delete(*, session_id: str) -> None:
+    deleted, _ = Cart.objects.filter(session_id=session_id, expires_at__gt=timezone.now()).delete()
+    if not deleted:
+        raise NotFound(f"Cart {session_id} not found.")
+    _cart_invalidate_on_commit(session_id)
+
+
+def carts_expired_delete(*, batch_size: int) -> int:
+    """Delete idle-expired carts in small batches; return how many went."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Cart.objects.select_for_update(skip_locked=True)
+                .filter(expires_at__lte=timezone.now())
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                return total
+            Cart.objects.filter(id__in=ids).delete()
+        total += len(ids)
+
+
+# Checkout ------------------------------------------------------------------
+
+
+@transaction.atomic
+def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: str | None) -> Order:
+    """Turn the session's cart into a PENDING order, all in one transaction.
+
+    Lock order: the cart, then its products by id, then the day's order
+    sequence. Every writer that takes more than one of these takes them in
+    this order, so concurrent checkouts queue instead of deadlocking.
+    """
+    cart = (
+        Cart.objects.select_for_update()
+        .filter(session_id=session_id, expires_at__gt=timezone.now())
+        .first()
+    )
+    if cart is None:
+        raise InvalidRequest(f"Cart {session_id} not found or expired.", problem_type="cart-not-found")
+    items = list(CartItem.objects.filter(cart=cart).order_by("created_at", "id"))
+    if not items:
+        raise InvalidRequest(f"Cart {session_id} is empty.", problem_type="cart-empty")
+
+    wanted: dict[uuid.UUID, int] = {}
+    for item in items:
+        wanted[item.product_id] = wanted.get(item.product_id, 0) + item.quantity
+    products = {
+        product.id: product
+        for product in Product.objects.select_for_update(of=("self",)).filter(id__in=wanted).order_by("id")
+    }
+    shortages = []
+    for product_id, quantity in wanted.items():
+        product = products.get(product_id)
+        available = product.inventory_quantity if product and product.is_active else 0
+        if quantity > available:
+            shortages.append(
+                {
+                    "productId": str(product_id),
+                    "productSku": product.sku if product else None,
+                    "requested": quantity,
+                    "available": available,
+                }
+            )
+    if shortages:
+        names = ", ".join(shortage["productSku"] or shortage["productId"] for shortage in shortages)
+        raise Conflict(
+            f"Insufficient stock for: {names}.",
+            problem_type="insufficient-stock",
+            extensions={"products": shortages},
+        )
+    for product_id, quantity in wanted.items():
+        # Locked and checked above; the CHECK constraint backs this up.
+        Product.objects.filter(id=product_id).update(inventory_quantity=F("inventory_quantity") - quantity)
+
+    order = order_create(
+        customer=customer,
+        lines=[
+            OrderLine(
+                product_id=item.product_id,
+                product_sku=products[item.product_id].sku,
+                product_name=products[item.product_id].name,
+                quantity=item.quantity,
+                # The price the customer saw in the cart is the price they pay.
+                price_snapshot=item.price_snapshot,
+            )
+            for item in items
+        ],
+        cart_id=cart.id,
+        correlation_id=correlation_id,
+    )
+    CartItem.objects.filter(cart=cart).delete()
+    cart.save(update_fields=["updated_at"])
+    _cart_invalidate_on_commit(session_id)
+    logger.info("checkout committed", extra={"order_number": order.order_number})
+    return order

@@ -1,0 +1,66 @@
+"""Manager authentication: `POST /auth/login` issues a bearer token (simplejwt)."""
+from django.conf import settings
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import permissions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import AccessToken
+
+from ecommerce.errors import DomainError
+
+
+class InvalidCredentials(DomainError):
+    status_code = 401
+    problem_type = "invalid-credentials"
+
+
+def user_is_manager(user) -> bool:
+    if not user or not user.is_authenticated or not user.is_active:
+        return False
+    return user.is_superuser or user.groups.filter(name=settings.MANAGER_GROUP_NAME).exists()
+
+
+class IsManager(permissions.BasePermission):
+    message = "This operation needs a manager."
+
+    def has_permission(self, request: Request, view) -> bool:
+        return user_is_manager(request.user)
+
+
+class ManagerOrReadOnly(IsManager):
+    def has_permission(self, request: Request, view) -> bool:
+        return request.method in permissions.SAFE_METHODS or super().has_permission(request, view)
+
+
+class LoginInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+
+class LoginApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(
+        request=LoginInput,
+        responses=inline_serializer(
+            "LoginOutput",
+            {"accessToken": serializers.CharField(), "tokenType": serializers.CharField(), "expiresIn": serializers.IntegerField()},
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = LoginInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, **data.validated_data)
+        if user is None or not user.is_active:
+            raise InvalidCredentials("Invalid username or password.")
+        token = AccessToken.for_user(user)
+        return Response(
+            {
+                "accessToken": str(token),
+                "tokenType": "Bearer",
+                "expiresIn": int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()),
+            }
+        )

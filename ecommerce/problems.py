@@ -1,0 +1,219 @@
+"""RFC 7807 problem details for every error the API can return.
+
+DRF errors go through `problem_exception_handler`; errors Django raises outside
+DRF views (unknown URLs, a database outage in middleware) through the handlers
+and middleware below. A stack trace never reaches a client: unexpected errors
+are logged with it and answered with a bare 500 problem.
+"""
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from ecommerce.correlation import get_correlation_id
+from ecommerce.errors import DomainError, InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "https://errors.ecommerce.example/"
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+_TYPES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "unprocessable-content",
+    429: "too-many-requests",
+    500: "internal-error",
+    503: "service-unavailable",
+}
+
+
+def problem_body(
+    *,
+    status_code: int,
+    detail: str,
+    problem_type: str | None = None,
+    title: str | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (problem_type or _TYPES.get(status_code, "error")),
+        "title": title or _TITLES.get(status_code, "Error"),
+        "status": status_code,
+        "detail": detail,
+        "correlationId": get_correlation_id(),
+    }
+    body.update(extensions or {})
+    return body
+
+
+def problem_response(**kwargs: Any) -> JsonResponse:
+    """Render a problem outside DRF (plain Django views and handlers)."""
+    body = problem_body(**kwargs)
+    return JsonResponse(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
+
+
+def validation_error(detail: Any) -> DomainError:
+    """A 400 carrying DRF serializer errors as `errors` (field path → messages)."""
+    errors = _flatten_errors(detail)
+    return InvalidRequest(_first_message(errors), problem_type="validation-error", extensions={"errors": errors})
+
+
+def domain_error_body(error: DomainError) -> dict[str, Any]:
+    return problem_body(
+        status_code=error.status_code, detail=error.detail, problem_type=error.problem_type, extensions=error.extensions
+    )
+
+
+def _flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error detail into `field.path → messages`."""
+    errors: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            name = f"{prefix}.{field}" if prefix else str(field)
+            if field == "non_field_errors":
+                name = prefix or "body"
+            for key, messages in _flatten_errors(value, name).items():
+                errors.setdefault(key, []).extend(messages)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            errors[prefix or "body"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                if item:
+                    errors.update(_flatten_errors(item, f"{prefix}[{index}]"))
+    else:
+        errors[prefix or "body"] = [str(detail)]
+    return errors
+
+
+def _first_message(errors: dict[str, list[str]]) -> str:
+    for field, messages in errors.items():
+        if messages:
+            return f"{field}: {messages[0]}"
+    return "The request is invalid."
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Answer every exception raised in a DRF view with problem+json."""
+    headers: dict[str, str] = {}
+    extensions: dict[str, Any] = {}
+    problem_type = None
+
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, DomainError):
+        set_rollback()
+        return _problem(exc.status_code, exc.detail, exc.problem_type, exc.extensions)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("database unavailable", exc_info=exc)
+        set_rollback()
+        return _problem(503, "The database is unavailable; retry later.", "service-unavailable")
+    if isinstance(exc, DatabaseError):
+        logger.exception("database error", exc_info=exc)
+        set_rollback()
+        return _problem(500, "An unexpected error occurred.", None)
+
+    if not isinstance(exc, exceptions.APIException):
+        logger.error("unhandled error", exc_info=exc)
+        set_rollback()
+        return _problem(500, "An unexpected error occurred.", None)
+
+    status_code = exc.status_code
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten_errors(exc.detail)
+        extensions["errors"] = errors
+        detail = _first_message(errors)
+        problem_type = "validation-error"
+    else:
+        detail = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else str(exc.default_detail)
+
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        status_code = status.HTTP_401_UNAUTHORIZED
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    set_rollback()
+    return _problem(status_code, detail, problem_type, extensions, headers)
+
+
+def _problem(
+    status_code: int,
+    detail: str,
+    problem_type: str | None,
+    extensions: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body = problem_body(
+        status_code=status_code, detail=detail, problem_type=problem_type, extensions=extensions
+    )
+    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return problem_response(status_code=400, detail="The request could not be understood.")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return problem_response(status_code=403, detail="You do not have permission to do this.")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return problem_response(status_code=404, detail=f"No resource at {request.path}.")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return problem_response(status_code=500, detail="An unexpected error occurred.")
+
+
+class DatabaseUnavailableMiddleware:
+    """Answer 503 when the database is down outside a DRF view (admin, sessions)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            logger.error("database unavailable", exc_info=exception)
+            return problem_response(
+                status_code=503,
+                detail="The database is unavailable; retry later.",
+                problem_type="service-unavailable",
+            )
+        return None

@@ -1,0 +1,22 @@
+"""The platform's periodic jobs, installed into django-celery-beat's tables.
+
+Kept as data so `manage.py setup_schedules` can converge the database on it:
+running it again, or from two deploys at once, changes nothing.
+"""
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    every_seconds: int
+
+
+def schedules() -> list[Schedule]:
+    return [
+        Schedule("idempotency-cleanup", "checkout.idempotency_cleanup", settings.IDEMPOTENCY_CLEANUP_INTERVAL_SECONDS),
+        Schedule("cart-cleanup", "checkout.cart_cleanup", settings.CART_CLEANUP_INTERVAL_SECONDS),
+    ]

@@ -1,0 +1,106 @@
+"""Settings shared by every environment; integrations live in their own modules."""
+from datetime import timedelta
+
+from .env import BASE_DIR, env
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "ecommerce",
+    "resilience",
+    "outbox",
+    "checkout",
+    "orders",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "ecommerce.correlation.CorrelationIdMiddleware",
+    "ecommerce.problems.DatabaseUnavailableMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "ecommerce.urls"
+WSGI_APPLICATION = "ecommerce.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        **env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ecommerce"),
+        # Reuse connections between requests, but re-check them so a restarted
+        # PostgreSQL does not leave every worker holding a dead socket.
+        "CONN_MAX_AGE": env.int("DATABASE_CONN_MAX_AGE", default=60),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            # Fail fast when PostgreSQL is unreachable: a request answers 503
+            # within seconds instead of hanging on a TCP connect.
+            "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=3),
+            # No statement may hold locks (stock rows, the order sequence) for long.
+            "options": f"-c statement_timeout={env.int('DATABASE_STATEMENT_TIMEOUT_MS', default=15000)}",
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+
+# Carts and idempotency (SPEC.md "Resilience settings" and "Idempotency-Key").
+CART_IDLE_TTL = timedelta(minutes=env.int("CART_IDLE_TTL_MINUTES", default=30))
+IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
+# Rows deleted per statement by the cleanup jobs: small enough that no batch
+# holds locks long enough to be felt on the checkout path.
+CLEANUP_BATCH_SIZE = env.int("CLEANUP_BATCH_SIZE", default=1000)
+
+from .logging import *  # noqa: E402,F401,F403
+from .redis import *  # noqa: E402,F401,F403
+from .rest import *  # noqa: E402,F401,F403
+from .celery import *  # noqa: E402,F401,F403
+from .kafka import *  # noqa: E402,F401,F403

@@ -1,0 +1,20 @@
+"""Redis: the cart cache (Celery's broker is configured in celery.py)."""
+from .env import env
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+
+# Redis is an accelerator for carts, never a dependency of a request: short
+# socket timeouts keep a dead or hung Redis from stalling the API.
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=0.25)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="ecommerce"),
+        "OPTIONS": {
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+            "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+        },
+    }
+}

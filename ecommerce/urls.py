@@ -1,0 +1,40 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from checkout import apis as checkout_apis
+from ecommerce import health
+from ecommerce.auth import LoginApi
+from orders import apis as order_apis
+
+api_v1 = [
+    path("auth/login", LoginApi.as_view(), name="auth-login"),
+    path("categories", checkout_apis.CategoryListApi.as_view(), name="category-list"),
+    path("categories/<uuid:category_id>", checkout_apis.CategoryDetailApi.as_view(), name="category-detail"),
+    path("products", checkout_apis.ProductListApi.as_view(), name="product-list"),
+    path("products/<uuid:product_id>", checkout_apis.ProductDetailApi.as_view(), name="product-detail"),
+    path("carts/<str:session_id>", checkout_apis.CartApi.as_view(), name="cart"),
+    path("carts/<str:session_id>/items", checkout_apis.CartItemAddApi.as_view(), name="cart-items"),
+    path("carts/<str:session_id>/items/<uuid:item_id>", checkout_apis.CartItemApi.as_view(), name="cart-item"),
+    path("checkout", checkout_apis.CheckoutApi.as_view(), name="checkout"),
+    path("orders", order_apis.OrderListApi.as_view(), name="order-list"),
+    path("orders/<str:order_number>", order_apis.OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<str:order_number>/cancel", order_apis.OrderCancelApi.as_view(), name="order-cancel"),
+    path("orders/<str:order_number>/fulfill", order_apis.OrderFulfillApi.as_view(), name="order-fulfill"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]
+
+handler400 = "ecommerce.problems.handler400"
+handler403 = "ecommerce.problems.handler403"
+handler404 = "ecommerce.problems.handler404"
+handler500 = "ecommerce.problems.handler500"

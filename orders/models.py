@@ -1,0 +1,85 @@
+import uuid
+
+from django.db import models
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    PAID = "PAID"
+    FULFILLED = "FULFILLED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+# SPEC.md "Orders and payments": the only moves an order may make.
+ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.PROCESSING, OrderStatus.CANCELLED}),
+    OrderStatus.PROCESSING: frozenset({OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.CANCELLED}),
+    OrderStatus.PAID: frozenset({OrderStatus.FULFILLED}),
+    OrderStatus.FULFILLED: frozenset(),
+    OrderStatus.FAILED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+
+class OrderNumberSequence(models.Model):
+    """One row a day; checkout increments it to number that day's orders."""
+
+    day = models.DateField(primary_key=True)
+    last_value = models.PositiveIntegerField(default=0)
+
+
+class Order(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order_number = models.CharField(max_length=32, unique=True)
+    cart_id = models.UUIDField(null=True, blank=True)
+    customer_name = models.CharField(max_length=200)
+    customer_email = models.EmailField(db_index=True)
+    customer_phone = models.CharField(max_length=21)
+    shipping_address = models.JSONField()
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING)
+    payment_status = models.CharField(
+        max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
+    )
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    cancellation_reason = models.TextField(blank=True, default="")
+    tracking_number = models.CharField(max_length=100, blank=True, default="")
+    carrier = models.CharField(max_length=100, blank=True, default="")
+    fulfillment_notes = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-order_number"]
+        indexes = [models.Index(fields=["status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.order_number
+
+
+class OrderItem(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    # Snapshots, not foreign keys: an order keeps what was bought even if the
+    # product is later renamed, repriced or removed.
+    product_id = models.UUIDField()
+    product_sku = models.CharField(max_length=50)
+    product_name = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField()
+    price_snapshot = models.DecimalField(max_digits=12, decimal_places=2)
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        ordering = ["product_sku", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.product_sku}"
