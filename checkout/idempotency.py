@@ -98,42 +98,44 @@ def idempotent_execute(
     """
     fingerprint = request_fingerprint(method=method, path=path, body=body)
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            if not _try_lock(key):
-                raise _in_flight(key)
-            record = IdempotencyRecord.objects.filter(key=key).first()
-            if record is not None and record.expires_at > now:
-                if record.fingerprint != fingerprint:
-                    raise Unprocessable(
-                        "This Idempotency-Key was already used with a different request.",
-                        problem_type="idempotency-key-reused",
-                    )
-                IDEMPOTENCY_REPLAYS.inc()
-                return IdempotentResponse(record.response_status, record.response_body, replayed=True)
-            if record is not None:
-                record.delete()  # expired: the key is free again
+    with transaction.atomic():
+        if not _try_lock(key):
+            raise _in_flight(key)
+        record = IdempotencyRecord.objects.filter(key=key).first()
+        if record is not None and record.expires_at > now:
+            if record.fingerprint != fingerprint:
+                raise Unprocessable(
+                    "This Idempotency-Key was already used with a different request.",
+                    problem_type="idempotency-key-reused",
+                )
+            IDEMPOTENCY_REPLAYS.inc()
+            return IdempotentResponse(record.response_status, record.response_body, replayed=True)
+        if record is not None:
+            record.delete()  # expired: the key is free again
 
-            try:
-                with transaction.atomic():  # a savepoint: a 4xx undoes the operation's writes only
-                    status, response_body = operation()
-            except DomainError as error:
-                status, response_body = error.status_code, error_body(error)
-            IdempotencyRecord.objects.create(
-                key=key,
-                fingerprint=fingerprint,
-                method=method.upper(),
-                path=path,
-                response_status=status,
-                response_body=response_body,
-                expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
-            )
-            return IdempotentResponse(status, response_body, replayed=False)
-    except IntegrityError:
-        # Only reachable if two requests hashed to different lock ids yet share
-        # a key (impossible) or a record was inserted outside this function.
-        logger.warning("idempotency key inserted concurrently", extra={"idempotency_key": key})
-        raise _in_flight(key) from None
+        try:
+            with transaction.atomic():  # a savepoint: a 4xx undoes the operation's writes only
+                status, response_body = operation()
+        except DomainError as error:
+            status, response_body = error.status_code, error_body(error)
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.create(
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=method.upper(),
+                    path=path,
+                    response_status=status,
+                    response_body=response_body,
+                    expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
+                )
+        except IntegrityError:
+            # The advisory lock makes this unreachable between our own requests;
+            # the unique key still refuses a second outcome, and raising here
+            # rolls the operation back with it.
+            logger.warning("idempotency key stored concurrently", extra={"idempotency_key": key})
+            raise _in_flight(key) from None
+        return IdempotentResponse(status, response_body, replayed=False)
 
 
 def idempotency_records_expired_delete(*, batch_size: int) -> int:

@@ -132,7 +132,13 @@ def _cart_expiry():
     return timezone.now() + settings.CART_IDLE_TTL
 
 
-def _cart_invalidate_on_commit(session_id: str) -> None:
+def _cart_invalidate(session_id: str) -> None:
+    """Drop the cached cart now and again once the write commits.
+
+    The second delete evicts a copy that a concurrent reader may have cached
+    from the pre-commit state in between.
+    """
+    cart_cache_delete(session_id)
     transaction.on_commit(lambda: cart_cache_delete(session_id))
 
 
@@ -161,7 +167,7 @@ def _cart_lock_existing(session_id: str) -> Cart:
 def _cart_touch(cart: Cart) -> None:
     cart.expires_at = _cart_expiry()
     cart.save(update_fields=["expires_at", "updated_at"])
-    _cart_invalidate_on_commit(cart.session_id)
+    _cart_invalidate(cart.session_id)
 
 
 def _stock_check(product: Product, quantity: int) -> None:
@@ -230,7 +236,7 @@ def cart_delete(*, session_id: str) -> None:
     deleted, _ = Cart.objects.filter(session_id=session_id, expires_at__gt=timezone.now()).delete()
     if not deleted:
         raise NotFound(f"Cart {session_id} not found.")
-    _cart_invalidate_on_commit(session_id)
+    _cart_invalidate(session_id)
 
 
 def carts_expired_delete(*, batch_size: int) -> int:
@@ -320,6 +326,6 @@ def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: 
     )
     CartItem.objects.filter(cart=cart).delete()
     cart.save(update_fields=["updated_at"])
-    _cart_invalidate_on_commit(session_id)
+    _cart_invalidate(session_id)
     logger.info("checkout committed", extra={"order_number": order.order_number})
     return order
