@@ -5,20 +5,20 @@ request. A failure is logged, counted and then, for a short while, the cache
 is skipped in this process so a dead Redis is not asked on every call.
 """
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 
 from checkout.metrics import CART_CACHE_ERRORS
+from resilience.suspension import Suspension
 
 logger = logging.getLogger(__name__)
 
 # After a failure, requests skip Redis this long instead of paying its timeout each time.
 SKIP_AFTER_FAILURE_SECONDS = 5.0
 
-_skip_until = 0.0
+_suspension = Suspension(SKIP_AFTER_FAILURE_SECONDS)
 
 
 def _key(session_id: str) -> str:
@@ -26,12 +26,11 @@ def _key(session_id: str) -> str:
 
 
 def _available() -> bool:
-    return time.monotonic() >= _skip_until
+    return not _suspension.active()
 
 
 def _failed(operation: str, error: Exception) -> None:
-    global _skip_until
-    _skip_until = time.monotonic() + SKIP_AFTER_FAILURE_SECONDS
+    _suspension.trip()
     CART_CACHE_ERRORS.labels(operation=operation).inc()
     logger.warning(
         "cart cache unavailable, using PostgreSQL",
@@ -67,5 +66,4 @@ def cart_cache_delete(session_id: str) -> None:
 
 
 def cart_cache_reset_for_tests() -> None:
-    global _skip_until
-    _skip_until = 0.0
+    _suspension.reset()

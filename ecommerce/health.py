@@ -2,12 +2,12 @@
 import logging
 from collections.abc import Callable
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from ecommerce.kafka.client import broker_ping
+from resilience.redis_client import fail_fast_client
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +18,7 @@ def _check_database() -> None:
 
 
 def _check_redis() -> None:
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT_SECONDS * 4,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT_SECONDS * 4,
-    )
+    client = fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS * 4)
     try:
         client.ping()
     finally:

@@ -19,4 +19,8 @@ def schedules() -> list[Schedule]:
     return [
         Schedule("idempotency-cleanup", "checkout.idempotency_cleanup", settings.IDEMPOTENCY_CLEANUP_INTERVAL_SECONDS),
         Schedule("cart-cleanup", "checkout.cart_cleanup", settings.CART_CLEANUP_INTERVAL_SECONDS),
+        # The safety net for commits whose wake-up was lost (Redis down, worker restarted).
+        Schedule("outbox-sweep", "outbox.relay", settings.OUTBOX_SWEEP_INTERVAL_SECONDS),
+        Schedule("outbox-requeue-failed", "outbox.requeue_failed", settings.OUTBOX_REQUEUE_INTERVAL_SECONDS),
+        Schedule("outbox-purge-published", "outbox.purge_published", settings.OUTBOX_PURGE_INTERVAL_SECONDS),
     ]

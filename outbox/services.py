@@ -6,6 +6,7 @@ from typing import Any
 from django.db import transaction
 
 from outbox.models import OutboxEvent
+from outbox.trigger import outbox_relay_wake_on_commit
 
 
 def outbox_event_create(
@@ -23,7 +24,7 @@ def outbox_event_create(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_event_create must run inside the transaction of the change it reports")
     headers = {"event_id": str(event_id), "event_type": event_type, "correlation_id": correlation_id or ""}
-    return OutboxEvent.objects.create(
+    event = OutboxEvent.objects.create(
         event_id=event_id,
         topic=topic,
         key=key,
@@ -33,3 +34,5 @@ def outbox_event_create(
         payload=dict(payload),
         headers=headers,
     )
+    outbox_relay_wake_on_commit()
+    return event

@@ -4,12 +4,17 @@ Everything else in the project talks to Kafka through these functions, so the
 client library, its configuration and its error types stay in one place.
 """
 import logging
+import os
 import socket
+import threading
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from ecommerce.kafka.topics import TOPICS, TopicSpec
 
@@ -73,3 +78,148 @@ def broker_ping(*, bootstrap_servers: Sequence[str], timeout_seconds: float) -> 
         raise ConnectionError(f"Kafka did not answer: {error!r}") from error
     finally:
         admin.close()
+
+
+# --- Producing -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class SendStatus(str, Enum):
+    ACKED = "ACKED"
+    TRANSIENT = "TRANSIENT"  # broker unreachable, timed out, not enough replicas: try again later
+    PERMANENT = "PERMANENT"  # too large, invalid topic, refused: retrying cannot help
+    NOT_SENT = "NOT_SENT"  # held back behind an earlier failed message with the same key
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: SendStatus
+    error: str = ""
+    reason: str = ""
+
+
+def classify_error(error: BaseException) -> SendResult:
+    """Transient when Kafka marks the error retriable (or it is a timeout), permanent otherwise."""
+    reason = type(error).__name__
+    if isinstance(error, KafkaTimeoutError) or getattr(error, "retriable", False):
+        return SendResult(SendStatus.TRANSIENT, repr(error), reason)
+    if isinstance(error, KafkaError):
+        return SendResult(SendStatus.PERMANENT, repr(error), reason)
+    if isinstance(error, (ConnectionError, OSError, TimeoutError)):
+        return SendResult(SendStatus.TRANSIENT, repr(error), reason)
+    return SendResult(SendStatus.PERMANENT, repr(error), reason)
+
+
+class EventProducer:
+    """An idempotent, acks=all producer whose every call is bounded in time.
+
+    One per process, created after a fork (kafka-python's I/O thread does not
+    survive one): use `event_producer()`.
+    """
+
+    def __init__(self, *, bootstrap_servers: Sequence[str], timeout_seconds: float, max_request_bytes: int) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.max_request_bytes = max_request_bytes
+        timeout_ms = int(timeout_seconds * 1000)
+        self._producer = KafkaProducer(
+            bootstrap_servers=list(bootstrap_servers),
+            client_id=f"ecommerce-outbox-{os.getpid()}",
+            acks="all",
+            enable_idempotence=True,
+            # A record is given up (and retried by the relay) after this long;
+            # the producer's own retries happen inside it.
+            delivery_timeout_ms=timeout_ms,
+            request_timeout_ms=max(timeout_ms // 2, 1000),
+            max_block_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+            linger_ms=2,
+            max_request_size=max_request_bytes,
+        )
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Send, wait for the acknowledgements within the time limit, report each message.
+
+        Once a message fails at once, later messages with the same key are
+        not sent in this batch, so a key's messages never overtake each other.
+        """
+        deadline = time.monotonic() + self.timeout_seconds
+        results: list[SendResult | None] = [None] * len(messages)
+        futures = {}
+        failed_keys: set[tuple[str, str]] = set()
+        for index, message in enumerate(messages):
+            key = (message.topic, message.key)
+            if key in failed_keys:
+                results[index] = SendResult(SendStatus.NOT_SENT)
+                continue
+            if len(message.value) > self.max_request_bytes:
+                results[index] = SendResult(
+                    SendStatus.PERMANENT,
+                    f"message of {len(message.value)} bytes exceeds {self.max_request_bytes}",
+                    "MessageSizeTooLargeError",
+                )
+                failed_keys.add(key)
+                continue
+            try:
+                future = self._producer.send(
+                    message.topic, key=message.key.encode(), value=message.value, headers=list(message.headers)
+                )
+            except Exception as error:  # raised synchronously: metadata timeout, bad arguments
+                results[index] = classify_error(error)
+                failed_keys.add(key)
+                continue
+            if future.is_done and future.failed():
+                results[index] = classify_error(future.exception)
+                failed_keys.add(key)
+                continue
+            futures[index] = future
+        try:
+            self._producer.flush(timeout=max(deadline - time.monotonic(), 0.0))
+        except KafkaTimeoutError:
+            pass  # the unfinished sends are reported as transient below
+        for index, future in futures.items():
+            if not future.is_done:
+                results[index] = SendResult(SendStatus.TRANSIENT, "no acknowledgement in time", "AckTimeout")
+            elif future.failed():
+                results[index] = classify_error(future.exception)
+            else:
+                results[index] = SendResult(SendStatus.ACKED)
+        return [result for result in results if result is not None]
+
+    def close(self, timeout_seconds: float = 0.0) -> None:
+        try:
+            self._producer.close(timeout=timeout_seconds)
+        except Exception:  # closing a producer of a dead broker may complain; it is gone either way
+            logger.debug("producer close failed", exc_info=True)
+
+
+_producer: EventProducer | None = None
+_producer_pid: int | None = None
+_producer_lock = threading.Lock()
+
+
+def event_producer(*, bootstrap_servers: Sequence[str], timeout_seconds: float, max_request_bytes: int) -> EventProducer:
+    """This process's producer, created on first use (so after any fork)."""
+    global _producer, _producer_pid
+    with _producer_lock:
+        if _producer is None or _producer_pid != os.getpid():
+            _producer = EventProducer(
+                bootstrap_servers=bootstrap_servers, timeout_seconds=timeout_seconds, max_request_bytes=max_request_bytes
+            )
+            _producer_pid = os.getpid()
+        return _producer
+
+
+def event_producer_reset() -> None:
+    """Drop this process's producer: after an outage its buffers hold only stale sends."""
+    global _producer
+    with _producer_lock:
+        if _producer is not None and _producer_pid == os.getpid():
+            _producer.close()
+        _producer = None

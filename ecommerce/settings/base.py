@@ -104,3 +104,4 @@ from .redis import *  # noqa: E402,F401,F403
 from .rest import *  # noqa: E402,F401,F403
 from .celery import *  # noqa: E402,F401,F403
 from .kafka import *  # noqa: E402,F401,F403
+from .resilience import *  # noqa: E402,F401,F403

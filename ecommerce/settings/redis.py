@@ -1,4 +1,7 @@
 """Redis: the cart cache (Celery's broker is configured in celery.py)."""
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from .env import env
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -15,6 +18,11 @@ CACHES = {
         "OPTIONS": {
             "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
             "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+            # No reconnect loop: a cache miss is cheaper than waiting for Redis.
+            "retry": Retry(NoBackoff(), 0),
         },
     }
 }
+
+# Circuit breaker state shared by every process (resilience/breaker.py).
+RESILIENCE_REDIS_URL = env.str("RESILIENCE_REDIS_URL", default="") or REDIS_URL

@@ -1,0 +1,276 @@
+"""The outbox relay: publish PENDING rows to Kafka, in order per aggregate.
+
+A batch runs in one transaction that holds its rows' locks from the claim
+until their new status is written, so a crash anywhere leaves them PENDING
+(at worst sent twice, never lost). Any number of relays may run: each skips
+rows another holds (SKIP LOCKED), and publishes an aggregate's rows only as
+the unbroken prefix of that aggregate's unpublished rows, so no event ever
+overtakes an earlier one of its aggregate, even one waiting for a retry.
+"""
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ecommerce.kafka.client import (
+    EventProducer,
+    OutgoingMessage,
+    SendResult,
+    SendStatus,
+    event_producer,
+    event_producer_reset,
+)
+from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED, PURGED, REQUEUED
+from outbox.models import OutboxEvent, OutboxStatus
+from resilience.breaker import CircuitBreaker, CircuitOpenError, State
+from resilience.policies import breaker_for, policy
+from resilience.retry import backoff_seconds
+
+logger = logging.getLogger(__name__)
+
+POLICY = "kafkaPublisher"
+TRIAL_BATCH_SIZE = 10
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    published: int = 0
+    retrying: int = 0
+    failed: int = 0
+    held_back: int = 0
+    breaker_open: bool = False
+    published_ids: list[int] = field(default_factory=list)
+
+
+_CLAIM_SQL = """
+    SELECT id FROM {table}
+    WHERE status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+    ORDER BY id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+"""
+
+
+def _claim(batch_size: int, now: datetime) -> list[OutboxEvent]:
+    """Lock due PENDING rows, then keep each aggregate's publishable prefix."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL.format(table=OutboxEvent._meta.db_table), [now, batch_size])
+        locked_ids = {row[0] for row in cursor.fetchall()}
+    if not locked_ids:
+        return []
+    locked = list(OutboxEvent.objects.filter(id__in=locked_ids).order_by("id"))
+    aggregates = {(row.aggregate_type, row.aggregate_id) for row in locked}
+    # Every unpublished row of those aggregates, locked by us or not.
+    unpublished: dict[tuple[str, str], list[int]] = defaultdict(list)
+    rows = (
+        OutboxEvent.objects.filter(
+            status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED],
+            aggregate_id__in={aggregate_id for _, aggregate_id in aggregates},
+        )
+        .order_by("id")
+        .values_list("aggregate_type", "aggregate_id", "id")
+    )
+    for aggregate_type, aggregate_id, row_id in rows:
+        if (aggregate_type, aggregate_id) in aggregates:
+            unpublished[(aggregate_type, aggregate_id)].append(row_id)
+    publishable: set[int] = set()
+    for ids in unpublished.values():
+        for row_id in ids:
+            if row_id not in locked_ids:
+                break  # an earlier row is elsewhere (another relay, or waiting): hold the rest back
+            publishable.add(row_id)
+    return [row for row in locked if row.id in publishable]
+
+
+def _message(row: OutboxEvent) -> OutgoingMessage:
+    return OutgoingMessage(
+        topic=row.topic,
+        key=row.key,
+        value=json.dumps(row.payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode(),
+        headers=tuple((name, str(value).encode()) for name, value in row.headers.items()),
+    )
+
+
+def _encode(rows: list[OutboxEvent]) -> tuple[list[OutboxEvent], list[OutgoingMessage], list[tuple[OutboxEvent, SendResult]]]:
+    sendable, messages, unencodable = [], [], []
+    for row in rows:
+        try:
+            messages.append(_message(row))
+            sendable.append(row)
+        except (TypeError, ValueError) as error:
+            unencodable.append((row, SendResult(SendStatus.PERMANENT, repr(error), "SerializationError")))
+    return sendable, messages, unencodable
+
+
+def _apply(row: OutboxEvent, result: SendResult, now: datetime, report: BatchReport, max_attempts: int) -> None:
+    if result.status == SendStatus.ACKED:
+        row.status = OutboxStatus.PUBLISHED
+        row.published_at = now
+        row.last_error = ""
+        row.next_attempt_at = None
+        report.published += 1
+        report.published_ids.append(row.id)
+        PUBLISHED.labels(row.topic).inc()
+        COMMIT_TO_PUBLISH.labels(row.topic).observe((now - row.created_at).total_seconds())
+        return
+    if result.status == SendStatus.NOT_SENT:
+        report.held_back += 1
+        return
+    row.attempts += 1
+    row.last_error = f"{result.reason}: {result.error}"[:2000]
+    ATTEMPT_ERRORS.labels(row.topic, result.reason).inc()
+    if result.status == SendStatus.PERMANENT or row.attempts >= max_attempts:
+        row.status = OutboxStatus.FAILED
+        row.next_attempt_at = None
+        report.failed += 1
+        reason = result.reason if result.status == SendStatus.PERMANENT else "retries-exhausted"
+        FAILED.labels(row.topic, reason).inc()
+        logger.error(
+            "outbox row failed",
+            extra={
+                "event": "resilience",
+                "outbox_id": row.id,
+                "event_type": row.event_type,
+                "aggregate_id": row.aggregate_id,
+                "attempts": row.attempts,
+                "reason": reason,
+                "error": result.error,
+            },
+        )
+    else:
+        retry = policy(POLICY).retry
+        row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts, retry))
+        report.retrying += 1
+
+
+def outbox_batch_publish(
+    *,
+    batch_size: int,
+    breaker: CircuitBreaker | None = None,
+    producer_factory: Callable[[], EventProducer] | None = None,
+) -> BatchReport:
+    """Claim one batch, publish it, record each row's outcome; all in one transaction."""
+    breaker = breaker or breaker_for(POLICY)
+    producer_factory = producer_factory or _default_producer
+    report = BatchReport()
+    max_attempts = settings.OUTBOX_MAX_ATTEMPTS
+    if breaker.state() == State.HALF_OPEN:
+        # A trial risks only a few rows' attempts on a broker that may still be down.
+        batch_size = min(batch_size, TRIAL_BATCH_SIZE)
+    with transaction.atomic():
+        rows = _claim(batch_size, timezone.now())
+        report.claimed = len(rows)
+        if not rows:
+            return report
+        try:
+            # Asked only once there is work: an empty sweep must not count as
+            # a successful call (it would close a half-open breaker untested).
+            permit = breaker.acquire()
+        except CircuitOpenError:
+            report.breaker_open = True
+            BREAKER_SKIPS.inc()
+            return report  # rows untouched: an open breaker burns no attempts
+        sendable, messages, outcomes = _encode(rows)
+        try:
+            results = producer_factory().send_batch(messages) if messages else []
+        except Exception as error:  # the producer could not even be created: broker unreachable
+            logger.warning("kafka producer unavailable", extra={"event": "resilience", "error": repr(error)})
+            event_producer_reset()
+            results = [SendResult(SendStatus.TRANSIENT, repr(error), type(error).__name__)] * len(messages)
+        outcomes += list(zip(sendable, results))
+
+        # The broker's health is what the breaker judges: a permanent error
+        # (a bad message) was still an answer from a working broker.
+        transient = sum(1 for _, result in outcomes if result.status == SendStatus.TRANSIENT)
+        answered = sum(1 for _, result in outcomes if result.status in (SendStatus.ACKED, SendStatus.PERMANENT))
+        breaker.record_outcomes(permit, successes=answered, failures=transient)
+        if transient:
+            # Its buffers now hold only sends we gave up on; a fresh producer
+            # keeps them from going out long after, behind later retries.
+            event_producer_reset()
+
+        now = timezone.now()
+        for row, result in outcomes:
+            _apply(row, result, now, report, max_attempts)
+        changed = [row for row, result in outcomes if result.status != SendStatus.NOT_SENT]
+        OutboxEvent.objects.bulk_update(
+            changed, ["status", "published_at", "attempts", "next_attempt_at", "last_error"]
+        )
+    return report
+
+
+def _default_producer() -> EventProducer:
+    return event_producer(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        timeout_seconds=policy(POLICY).timeout_seconds,
+        max_request_bytes=settings.KAFKA_MAX_REQUEST_BYTES,
+    )
+
+
+def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: int = 1000) -> BatchReport:
+    """Publish batches until the outbox has no due work, the breaker opens or time runs out."""
+    deadline = time.monotonic() + time_budget_seconds
+    total = BatchReport()
+    for _ in range(max_batches):
+        report = outbox_batch_publish(batch_size=batch_size)
+        total.claimed += report.claimed
+        total.published += report.published
+        total.retrying += report.retrying
+        total.failed += report.failed
+        total.held_back += report.held_back
+        total.breaker_open = report.breaker_open
+        if report.breaker_open or report.published == 0 or time.monotonic() >= deadline:
+            break
+    return total
+
+
+def outbox_failed_requeue(*, batch_size: int) -> int:
+    """Put FAILED rows back to PENDING with fresh attempts; return how many."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                OutboxEvent.objects.select_for_update(skip_locked=True)
+                .filter(status=OutboxStatus.FAILED)
+                .order_by("id")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            OutboxEvent.objects.filter(id__in=ids).update(
+                status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None
+            )
+        total += len(ids)
+    if total:
+        REQUEUED.inc(total)
+        logger.warning("requeued failed outbox rows", extra={"event": "resilience", "requeued": total})
+    return total
+
+
+def outbox_published_purge(*, older_than: timedelta, batch_size: int) -> int:
+    """Delete PUBLISHED rows older than the retention, one short transaction per batch."""
+    cutoff = timezone.now() - older_than
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                OutboxEvent.objects.select_for_update(skip_locked=True)
+                .filter(status=OutboxStatus.PUBLISHED, published_at__lt=cutoff)
+                .order_by("id")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            OutboxEvent.objects.filter(id__in=ids).delete()
+        total += len(ids)
+        PURGED.inc(len(ids))
+    return total
