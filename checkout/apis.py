@@ -43,7 +43,7 @@ def selectors_timeout() -> AbstractContextManager[None]:
 
 
 def session_id_valid(session_id: str) -> str:
-    if not _SESSION_ID.match(session_id):
+    if not _SESSION_ID.fullmatch(session_id):
         raise InvalidRequest(
             f"sessionId must be 1-{SESSION_ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '.', '_', '~', '-'.",
             problem_type="invalid-session-id",

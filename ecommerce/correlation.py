@@ -33,7 +33,7 @@ class CorrelationIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get(HEADER, "")
-        correlation_id = incoming if _VALID_ID.match(incoming) else new_correlation_id()
+        correlation_id = incoming if _VALID_ID.fullmatch(incoming) else new_correlation_id()
         request.correlation_id = correlation_id
         token = _correlation_id.set(correlation_id)
         try:

@@ -8,6 +8,7 @@ wait, and the beat sweep publishes the row a few seconds later.
 """
 import logging
 
+import redis
 from django.conf import settings
 from django.db import transaction
 
