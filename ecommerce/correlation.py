@@ -47,5 +47,9 @@ class CorrelationIdMiddleware:
 class CorrelationIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "correlation_id"):
-            record.correlation_id = _correlation_id.get()
+            # Django logs a request's outcome after the middleware has reset
+            # the context; the request itself still carries the id then.
+            record.correlation_id = _correlation_id.get() or getattr(
+                getattr(record, "request", None), "correlation_id", None
+            )
         return True

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -125,6 +126,7 @@ def _first_message(errors: dict[str, list[str]]) -> str:
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Answer every exception raised in a DRF view with problem+json."""
+    _render_as_json(context)
     headers: dict[str, str] = {}
     extensions: dict[str, Any] = {}
     problem_type = None
@@ -168,6 +170,15 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 
     set_rollback()
     return _problem(status_code, detail, problem_type, extensions, headers)
+
+
+def _render_as_json(context: dict[str, Any]) -> None:
+    # A browser's Accept header would otherwise pick the browsable API's
+    # HTML renderer for an error labelled problem+json.
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
 
 
 def _problem(

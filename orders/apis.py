@@ -1,4 +1,5 @@
 """Order API views: lookup for anyone, list/cancel/fulfill for managers."""
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -15,24 +16,28 @@ from ecommerce.problems import validation_error
 from orders import selectors, services
 from orders.serializers import OrderCancelInput, OrderFulfillInput, OrderListQuery, OrderOutput
 
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 
 def _date_bound(raw: str | None, field: str, *, end: bool) -> datetime | None:
-    """Parse a filter bound; a bare end date includes that whole day."""
+    """Parse a filter bound: a bare date covers that whole day, a date-time is exact.
+
+    Both bounds are inclusive; the value returned for `end` is exclusive.
+    """
     if raw is None:
         return None
-    moment = parse_datetime(raw)
-    if moment is not None:
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        # Both bounds are inclusive; the selector's upper bound is exclusive.
-        return moment + timedelta(microseconds=1) if end else moment
     try:
-        day: date | None = parse_date(raw)
-    except ValueError:
-        day = None
-    if day is None:
+        day: date | None = parse_date(raw) if _BARE_DATE.fullmatch(raw) else None
+        moment = None if day else parse_datetime(raw)
+    except ValueError:  # well-formed but impossible, such as February 30
+        day = moment = None
+    if day is not None:
+        start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+        return start + timedelta(days=1) if end else start
+    if moment is None:
         raise validation_error({field: ["Use an ISO-8601 date (2026-01-31) or date-time."]})
-    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
-    return start + timedelta(days=1) if end else start
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment + timedelta(microseconds=1) if end else moment
 
 
 class OrderListApi(APIView):

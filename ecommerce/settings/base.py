@@ -31,6 +31,8 @@ MIDDLEWARE = [
     "ecommerce.correlation.CorrelationIdMiddleware",
     "ecommerce.problems.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and the API docs' static files from gunicorn itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -1,0 +1,32 @@
+# The application image: web (gunicorn), Celery worker/beat and Flower all run
+# from it (see compose.yaml). Default command: gunicorn on 0.0.0.0:8000.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=ecommerce.settings.local
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY . .
+
+# Drop local-only state that may sit in the build context, create the non-root
+# user, collect static files, and prepare the Prometheus multiprocess directory
+# (a named volume mounted there inherits this ownership).
+RUN rm -rf .venv .run .env staticfiles .pytest_cache \
+    && useradd --create-home --uid 10001 --user-group app \
+    && mkdir -p /app/staticfiles /tmp/prometheus \
+    && python manage.py collectstatic --noinput --verbosity 0 \
+    && chown -R app:app /app/staticfiles /tmp/prometheus
+
+USER app
+
+EXPOSE 8000
+
+CMD ["gunicorn", "ecommerce.wsgi:application", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000"]

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Run the test suite: .venv + requirements, the backing services, then pytest.
+#   scripts/test.sh [pytest args...]
+# Exits with pytest's code; "no tests collected" (pytest exit 5) is a failure.
+# Services are left running afterwards unless STOP_SERVICES=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '[test] %s\n' "$*"; }
+
+# Export KEY=VALUE lines of .env that are not already set (the environment wins).
+load_dotenv() {
+    local file="$ROOT/.env" line key val
+    [[ -f $file ]] || return 0
+    while IFS= read -r line || [[ -n $line ]]; do
+        line="${line%$'\r'}"
+        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+        key="${BASH_REMATCH[2]}"
+        val="${BASH_REMATCH[3]}"
+        if [[ $val =~ ^\"(.*)\"$ || $val =~ ^\'(.*)\'$ ]]; then val="${BASH_REMATCH[1]}"; fi
+        [[ -n $val && -z ${!key+x} ]] || continue
+        export "$key=$val"
+    done <"$file"
+}
+load_dotenv
+
+# The services that services.sh ensures below (the settings' defaults). Exported
+# so the suite uses them as given rather than provisioning its own
+# (tests/services.py starts testcontainers only for URLs missing here).
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ecommerce}"
+# Redis databases of the suite's own: it flushes its cache, which must never
+# be the one a running platform (databases 0 and 1) uses.
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+export CELERY_BROKER_URL="${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14}"
+export KAFKA_PORT="${KAFKA_PORT:-9092}"
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+export PYTHONUNBUFFERED=1
+
+if [[ ${STOP_SERVICES:-0} == 1 ]]; then
+    trap 'bash "$ROOT/scripts/services.sh" down || true' EXIT
+fi
+
+bash scripts/bootstrap.sh
+PY="$ROOT/.venv/bin/python"
+PYTHON="$PY" bash scripts/services.sh up
+
+log "pytest $*"
+rc=0
+DJANGO_SETTINGS_MODULE=ecommerce.settings.test "$PY" -m pytest "$@" </dev/null || rc=$?
+if [[ $rc -eq 5 ]]; then
+    log "FAILED: pytest collected no tests (exit 5); treating that as a failure"
+    exit 1
+fi
+exit "$rc"
