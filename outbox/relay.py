@@ -163,8 +163,9 @@ def outbox_batch_publish(
     producer_factory = producer_factory or _default_producer
     report = BatchReport()
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
-    if breaker.state() == State.HALF_OPEN:
-        # A trial risks only a few rows' attempts on a broker that may still be down.
+    if breaker.state() != State.CLOSED:
+        # If it lets this batch through, the batch is a trial: it risks only a
+        # few rows' attempts on a broker that may still be down.
         batch_size = min(batch_size, TRIAL_BATCH_SIZE)
     with transaction.atomic():
         rows = _claim(batch_size, timezone.now())

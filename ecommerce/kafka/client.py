@@ -128,6 +128,10 @@ class EventProducer:
         self.timeout_seconds = timeout_seconds
         self.max_request_bytes = max_request_bytes
         timeout_ms = int(timeout_seconds * 1000)
+        linger_ms = 2
+        # kafka-python insists delivery > linger + request; keep both inside the limit.
+        request_timeout_ms = max(timeout_ms // 2, 200)
+        delivery_timeout_ms = max(timeout_ms, request_timeout_ms + linger_ms + 1)
         self._producer = KafkaProducer(
             bootstrap_servers=list(bootstrap_servers),
             client_id=f"ecommerce-outbox-{os.getpid()}",
@@ -135,11 +139,11 @@ class EventProducer:
             enable_idempotence=True,
             # A record is given up (and retried by the relay) after this long;
             # the producer's own retries happen inside it.
-            delivery_timeout_ms=timeout_ms,
-            request_timeout_ms=max(timeout_ms // 2, 1000),
+            delivery_timeout_ms=delivery_timeout_ms,
+            request_timeout_ms=request_timeout_ms,
             max_block_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
-            linger_ms=2,
+            linger_ms=linger_ms,
             max_request_size=max_request_bytes,
         )
 

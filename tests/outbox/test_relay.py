@@ -1,0 +1,190 @@
+"""The relay against a real Kafka-protocol broker: schema, order, retries, FAILED and requeue."""
+import json
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ecommerce.kafka.topics import ORDERS_CREATED
+from orders.models import Order
+from outbox.models import OutboxEvent, OutboxStatus
+from outbox.relay import outbox_batch_publish, outbox_drain, outbox_failed_requeue, outbox_published_purge
+from outbox.services import outbox_event_create
+from resilience.breaker import State
+from resilience.policies import breaker_for
+from tests.conftest import add_to_cart, checkout
+from tests.factories import ProductFactory
+from tests.support import free_port, header, read_topic
+
+pytestmark = pytest.mark.django_db
+
+
+def drain() -> None:
+    outbox_drain(batch_size=settings.OUTBOX_BATCH_SIZE, time_budget_seconds=10)
+
+
+def records_of(event_ids: set[str], topic: str = ORDERS_CREATED, bootstrap: str | None = None) -> list:
+    bootstrap = bootstrap or settings.KAFKA_BOOTSTRAP_SERVERS[0]
+    return [record for record in read_topic(bootstrap, topic) if header(record, "event_id") in event_ids]
+
+
+def event(aggregate_id: str, sequence: int, topic: str = ORDERS_CREATED) -> OutboxEvent:
+    with transaction.atomic():
+        return outbox_event_create(
+            topic=topic,
+            key=aggregate_id,
+            aggregate_type="order",
+            aggregate_id=aggregate_id,
+            event_type="TEST_EVENT",
+            payload={"sequence": sequence, "aggregate": aggregate_id},
+            event_id=uuid.uuid4(),
+            correlation_id="test",
+        )
+
+
+class TestPublishing:
+    def test_checkout_event_is_published_once_with_spec_schema_key_and_headers(self, api_client, session_id):
+        product = ProductFactory(inventory_quantity=5)
+        add_to_cart(api_client, session_id, product.id, 1)
+        key = str(uuid.uuid4())
+        response = checkout(api_client, session_id, key)
+        assert response.status_code == 201
+
+        drain()
+
+        row = OutboxEvent.objects.get()
+        assert row.status == OutboxStatus.PUBLISHED and row.published_at is not None
+        order = Order.objects.get()
+        [record] = records_of({str(row.event_id)})
+        assert record.key == str(order.id).encode()
+        assert json.loads(record.value) == row.payload
+        assert json.loads(record.value)["orderNumber"] == order.order_number
+        assert header(record, "event_type") == "ORDER_CREATED"
+        assert header(record, "correlation_id") == response["X-Correlation-ID"]
+
+        # An idempotent retry of the checkout publishes nothing new.
+        assert checkout(api_client, session_id, key)["Idempotent-Replayed"] == "true"
+        drain()
+        assert OutboxEvent.objects.count() == 1
+        assert len(records_of({str(row.event_id)})) == 1
+
+    def test_per_order_events_arrive_in_creation_order(self):
+        aggregates = [str(uuid.uuid4()) for _ in range(5)]
+        rows = [event(aggregate, sequence) for sequence in range(4) for aggregate in aggregates]
+        outbox_drain(batch_size=3, time_budget_seconds=10)  # small batches: order must hold across them
+        assert OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED).count() == 20
+        records = records_of({str(row.event_id) for row in rows})
+        for aggregate in aggregates:
+            sequences = [json.loads(r.value)["sequence"] for r in records if r.key == aggregate.encode()]
+            assert sequences == [0, 1, 2, 3]
+
+    def test_an_event_waiting_for_retry_holds_back_its_order_only(self):
+        waiting, flowing = str(uuid.uuid4()), str(uuid.uuid4())
+        first = event(waiting, 0)
+        second = event(waiting, 1)
+        other = event(flowing, 0)
+        OutboxEvent.objects.filter(id=first.id).update(attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1))
+
+        report = outbox_batch_publish(batch_size=100)
+
+        assert report.published == 1
+        statuses = dict(OutboxEvent.objects.values_list("id", "status"))
+        assert statuses == {first.id: "PENDING", second.id: "PENDING", other.id: "PUBLISHED"}
+        assert OutboxEvent.objects.get(id=second.id).attempts == 0  # held back, not attempted
+
+
+class TestFailures:
+    def test_permanent_failure_fails_at_once_holds_back_the_order_and_requeue_publishes_it(self, settings):
+        aggregate = str(uuid.uuid4())
+        big = event(aggregate, 0)
+        OutboxEvent.objects.filter(id=big.id).update(payload={"sequence": 0, "blob": "x" * 5000})
+        after = event(aggregate, 1)
+        settings.KAFKA_MAX_REQUEST_BYTES = 1000  # the broker's limit, for this test
+        from ecommerce.kafka.client import event_producer_reset
+
+        event_producer_reset()
+
+        report = outbox_batch_publish(batch_size=100)
+
+        big.refresh_from_db()
+        after.refresh_from_db()
+        assert (big.status, big.attempts) == ("FAILED", 1)
+        assert "MessageSizeTooLarge" in big.last_error
+        assert (after.status, after.attempts) == ("PENDING", 0)  # never overtakes the failed event
+        assert report.failed == 1 and report.published == 0
+
+        drain()
+        after.refresh_from_db()
+        assert after.status == "PENDING"  # still held back behind the FAILED row
+
+        settings.KAFKA_MAX_REQUEST_BYTES = 1048576  # the cause is gone
+        event_producer_reset()
+        assert outbox_failed_requeue(batch_size=100) == 1
+        drain()
+
+        assert set(OutboxEvent.objects.values_list("status", flat=True)) == {"PUBLISHED"}
+        records = records_of({str(big.event_id), str(after.event_id)})
+        assert [json.loads(r.value)["sequence"] for r in records] == [0, 1]
+
+    def test_transient_failures_retry_with_backoff_then_fail_after_five_attempts(self, settings, fast_policies):
+        live = settings.KAFKA_BOOTSTRAP_SERVERS
+        settings.KAFKA_BOOTSTRAP_SERVERS = [f"127.0.0.1:{free_port()}"]  # nothing listens there
+        # Isolate the retry path: a breaker that never opens in this test.
+        settings.RESILIENCE_POLICIES["kafkaPublisher"]["breaker"]["minimum_calls"] = 1000
+        from resilience.policies import breakers_reset
+
+        breakers_reset()
+        row = event(str(uuid.uuid4()), 0)
+
+        attempts_seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            outbox_batch_publish(batch_size=10)
+            row.refresh_from_db()
+            if not attempts_seen or attempts_seen[-1] != row.attempts:
+                attempts_seen.append(row.attempts)
+                if row.status == "PENDING":
+                    assert row.next_attempt_at > timezone.now()  # backed off, not hammered
+            if row.status == "FAILED":
+                break
+            time.sleep(0.05)
+
+        assert attempts_seen == [1, 2, 3, 4, 5]
+        assert row.status == "FAILED" and row.last_error
+
+        settings.KAFKA_BOOTSTRAP_SERVERS = live
+        from ecommerce.kafka.client import event_producer_reset
+
+        event_producer_reset()
+        outbox_failed_requeue(batch_size=10)
+        drain()
+        row.refresh_from_db()
+        assert row.status == "PUBLISHED"
+        assert len(records_of({str(row.event_id)})) == 1
+
+    def test_open_breaker_stops_attempts(self, settings, fast_policies):
+        settings.KAFKA_BOOTSTRAP_SERVERS = [f"127.0.0.1:{free_port()}"]
+        rows = [event(str(uuid.uuid4()), 0) for _ in range(6)]
+
+        first = outbox_batch_publish(batch_size=100)
+        assert first.retrying == 6
+        assert breaker_for("kafkaPublisher").state() == State.OPEN
+        time.sleep(0.2)  # the rows' backoff has passed; only the breaker holds them
+
+        second = outbox_batch_publish(batch_size=100)
+
+        assert second.breaker_open is True
+        assert sorted(OutboxEvent.objects.filter(id__in=[r.id for r in rows]).values_list("attempts", flat=True)) == [1] * 6
+
+
+class TestHousekeeping:
+    def test_purge_deletes_only_old_published_rows(self):
+        old, recent, pending = event("a", 0), event("b", 0), event("c", 0)
+        OutboxEvent.objects.filter(id=old.id).update(status="PUBLISHED", published_at=timezone.now() - timedelta(days=8))
+        OutboxEvent.objects.filter(id=recent.id).update(status="PUBLISHED", published_at=timezone.now())
+        assert outbox_published_purge(older_than=timedelta(days=7), batch_size=1) == 1
+        assert set(OutboxEvent.objects.values_list("id", flat=True)) == {recent.id, pending.id}
