@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from checkout import apis as checkout_apis
 from ecommerce import health
 from ecommerce.auth import LoginApi
+from ecommerce.metrics import metrics
 from orders import apis as order_apis
 
 api_v1 = [
@@ -31,7 +32,7 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="metrics"),
 ]
 
 handler400 = "ecommerce.problems.handler400"

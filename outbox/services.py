@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db import transaction
 
-from outbox.models import OutboxEvent
+from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_wake_on_commit
 
 
@@ -36,3 +36,14 @@ def outbox_event_create(
     )
     outbox_relay_wake_on_commit()
     return event
+
+
+def outbox_rows_requeue(*, ids: list[int]) -> int:
+    """Put the given FAILED rows back to PENDING with fresh attempts (admin action)."""
+    from outbox.metrics import REQUEUED
+
+    updated = OutboxEvent.objects.filter(id__in=ids, status=OutboxStatus.FAILED).update(
+        status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None
+    )
+    REQUEUED.inc(updated)
+    return updated

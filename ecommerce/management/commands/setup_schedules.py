@@ -16,6 +16,13 @@ class Command(BaseCommand):
             )
             _, created = PeriodicTask.objects.update_or_create(
                 name=schedule.name,
-                defaults={"task": schedule.task, "interval": interval, "enabled": True},
+                defaults={
+                    "task": schedule.task,
+                    "interval": interval,
+                    "enabled": True,
+                    # A run not started by the next one is dropped, so a worker
+                    # that was down does not come back to a pile of stale runs.
+                    "expire_seconds": schedule.every_seconds,
+                },
             )
             self.stdout.write(f"{'created' if created else 'updated'} {schedule.name} every {schedule.every_seconds}s")
