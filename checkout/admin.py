@@ -56,5 +56,8 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a deleted record would let a retried request order again
+
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -23,4 +23,5 @@ def schedules() -> list[Schedule]:
         Schedule("outbox-sweep", "outbox.relay", settings.OUTBOX_SWEEP_INTERVAL_SECONDS),
         Schedule("outbox-requeue-failed", "outbox.requeue_failed", settings.OUTBOX_REQUEUE_INTERVAL_SECONDS),
         Schedule("outbox-purge-published", "outbox.purge_published", settings.OUTBOX_PURGE_INTERVAL_SECONDS),
+        Schedule("outbox-vacuum", "outbox.vacuum", settings.OUTBOX_VACUUM_INTERVAL_SECONDS),
     ]

@@ -40,6 +40,9 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
+        return False  # deleting a PENDING row would lose an event; retention purges the rest
+
     def has_change_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
         # The change permission guards the requeue action; the form stays read-only.
         return obj is None and super().has_change_permission(request, obj)

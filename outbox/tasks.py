@@ -4,8 +4,8 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from outbox.relay import outbox_drain, outbox_failed_requeue, outbox_published_purge
-from outbox.trigger import outbox_relay_flag_clear
+from outbox.relay import outbox_failed_requeue, outbox_published_purge, outbox_vacuum
+from outbox.trigger import outbox_relay_run
 
 # Task limits: the hard one kills a wedged worker process; the drain's own
 # budget stays well under the soft one so a run ends on its own first.
@@ -17,8 +17,7 @@ RELAY_BUDGET_SECONDS = 15
 @shared_task(name="outbox.relay", soft_time_limit=RELAY_SOFT_LIMIT_SECONDS, time_limit=RELAY_HARD_LIMIT_SECONDS)
 def relay(batch_size: int | None = None) -> None:
     """Publish due outbox rows (woken by commits, and by the beat sweep)."""
-    outbox_relay_flag_clear()
-    outbox_drain(batch_size=batch_size or settings.OUTBOX_BATCH_SIZE, time_budget_seconds=RELAY_BUDGET_SECONDS)
+    outbox_relay_run(batch_size=batch_size or settings.OUTBOX_BATCH_SIZE, time_budget_seconds=RELAY_BUDGET_SECONDS)
 
 
 @shared_task(name="outbox.requeue_failed", soft_time_limit=120, time_limit=150)
@@ -31,3 +30,9 @@ def purge_published() -> None:
     outbox_published_purge(
         older_than=timedelta(hours=settings.OUTBOX_RETENTION_HOURS), batch_size=settings.CLEANUP_BATCH_SIZE
     )
+
+
+@shared_task(name="outbox.vacuum", soft_time_limit=120, time_limit=150)
+def vacuum() -> None:
+    """Keep the claim query fast even where autovacuum is off (see migration 0002)."""
+    outbox_vacuum()

@@ -1,12 +1,16 @@
 """Wake the relay when a transaction that wrote outbox rows commits.
 
-Coalesced: a burst of commits sets one Redis flag and enqueues one relay
-run; the run clears the flag before it claims, so a commit after that point
-enqueues the next run and no row waits for the sweep. Best effort by
-design: if Redis is slow or down, nothing is enqueued, the checkout does not
-wait, and the beat sweep publishes the row a few seconds later.
+Coalesced: the first commit sets a Redis flag and enqueues one relay run;
+while the flag is set, further commits enqueue nothing, because the run keeps
+draining until it finds no work. Only then does it clear the flag and make
+one last pass, which sees every row committed before the clear; a commit
+after the clear enqueues the next run. So no row waits for the sweep, and a
+busy platform runs one relay task instead of one per checkout. Best effort
+by design: if Redis is slow or down, nothing is enqueued, the checkout does
+not wait, and the beat sweep publishes the row a few seconds later.
 """
 import logging
+import time
 
 import redis
 from django.conf import settings
@@ -18,7 +22,7 @@ from resilience.suspension import Suspension
 logger = logging.getLogger(__name__)
 
 FLAG_KEY = "outbox:relay:scheduled"
-# A flag whose run never started (worker down) expires, so triggers resume.
+# A flag whose run never started (worker down) or died expires, so wake-ups resume.
 FLAG_TTL_SECONDS = 5
 
 _suspension = Suspension(5.0)
@@ -49,6 +53,41 @@ def outbox_relay_wake() -> None:
 def outbox_relay_wake_on_commit() -> None:
     if settings.OUTBOX_TRIGGER_ON_COMMIT:
         transaction.on_commit(outbox_relay_wake)
+
+
+def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
+    """Drain until idle, release the flag, and drain once more (see the module docstring)."""
+    from outbox.relay import outbox_drain
+    from outbox.tasks import relay
+
+    deadline = time.monotonic() + time_budget_seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0))
+        if report.breaker_open:
+            outbox_relay_flag_clear()  # the sweep retries once the breaker lets it
+            return
+        if time.monotonic() >= deadline:
+            # Out of time with work left: hand over to a fresh run rather than
+            # leave rows waiting for the sweep.
+            outbox_relay_flag_clear()
+            outbox_relay_wake()
+            return
+        if report.published:
+            continue
+        outbox_relay_flag_clear()
+        final = outbox_drain(batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0))
+        if not final.published:
+            return
+        if not _flag_take():
+            return  # a commit after the clear already enqueued the next run
+
+
+def _flag_take() -> bool:
+    try:
+        return bool(_redis().set(FLAG_KEY, "1", nx=True, ex=FLAG_TTL_SECONDS))
+    except Exception:
+        return True  # keep draining; without Redis the flag means nothing anyway
 
 
 def outbox_relay_flag_clear() -> None:

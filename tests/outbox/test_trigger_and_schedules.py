@@ -1,0 +1,233 @@
+"""The relay wake-up on the real Redis and Celery broker, the periodic jobs and their schedules."""
+import io
+import json
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from prometheus_client import REGISTRY
+
+from celery_app import app
+from checkout.models import Cart, CartItem
+from checkout.services import carts_expired_delete
+from checkout.tasks import cart_cleanup
+from outbox.models import OutboxEvent, OutboxStatus
+from outbox.services import outbox_event_create
+from outbox.tasks import purge_published
+from outbox.trigger import FLAG_KEY, outbox_relay_flag_clear, outbox_relay_wake, outbox_trigger_reset
+from tests.conftest import add_to_cart, checkout
+from tests.factories import ProductFactory
+from tests.support import free_port
+
+# The default queue: kombu's Redis transport keeps it as a list of this name.
+CELERY_QUEUE = "celery"
+
+SCHEDULES = {
+    "idempotency-cleanup": "checkout.idempotency_cleanup",
+    "cart-cleanup": "checkout.cart_cleanup",
+    "outbox-sweep": "outbox.relay",
+    "outbox-requeue-failed": "outbox.requeue_failed",
+    "outbox-purge-published": "outbox.purge_published",
+}
+
+
+def setup_schedules() -> None:
+    call_command("setup_schedules", stdout=io.StringIO())
+
+
+@pytest.fixture
+def broker_queue():
+    """The real broker's default queue, empty at the start and left empty."""
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    flags = redis.Redis.from_url(settings.REDIS_URL)
+    broker.delete(CELERY_QUEUE)
+    flags.delete(FLAG_KEY)
+    outbox_trigger_reset()
+    yield broker
+    outbox_trigger_reset()
+    broker.delete(CELERY_QUEUE)
+    flags.delete(FLAG_KEY)
+    broker.close()
+    flags.close()
+
+
+def relay_messages(broker: redis.Redis) -> list[str]:
+    """The task names of the messages waiting on the default queue."""
+    return [json.loads(raw)["headers"]["task"] for raw in broker.lrange(CELERY_QUEUE, 0, -1)]
+
+
+@pytest.mark.django_db
+class TestSchedules:
+    def test_setup_schedules_is_idempotent(self):
+        setup_schedules()
+        tasks_after_first = PeriodicTask.objects.count()
+        intervals_after_first = IntervalSchedule.objects.count()
+
+        setup_schedules()
+
+        assert PeriodicTask.objects.count() == tasks_after_first
+        assert IntervalSchedule.objects.count() == intervals_after_first
+        assert dict(PeriodicTask.objects.filter(name__in=SCHEDULES).values_list("name", "task")) == SCHEDULES
+        assert set(PeriodicTask.objects.filter(name__in=SCHEDULES).values_list("enabled", flat=True)) == {True}
+
+    def test_every_scheduled_task_is_a_registered_celery_task(self):
+        app.loader.import_default_modules()
+        setup_schedules()
+
+        scheduled = set(PeriodicTask.objects.filter(name__in=SCHEDULES).values_list("task", flat=True))
+
+        assert scheduled == set(SCHEDULES.values())
+        assert {task for task in scheduled if task not in app.tasks} == set()
+
+    def test_each_run_expires_after_its_interval(self):
+        setup_schedules()
+
+        sweep = PeriodicTask.objects.select_related("interval").get(name="outbox-sweep")
+
+        assert (sweep.interval.every, sweep.interval.period) == (settings.OUTBOX_SWEEP_INTERVAL_SECONDS, "seconds")
+        assert sweep.expire_seconds == sweep.interval.every
+        for task in PeriodicTask.objects.filter(name__in=SCHEDULES).select_related("interval"):
+            assert task.expire_seconds == task.interval.every, task.name
+
+    def test_a_changed_interval_converges_without_duplicates(self, settings):
+        setup_schedules()
+        count = PeriodicTask.objects.count()
+        settings.OUTBOX_SWEEP_INTERVAL_SECONDS = 7
+
+        setup_schedules()
+
+        sweep = PeriodicTask.objects.select_related("interval").get(name="outbox-sweep")
+        assert PeriodicTask.objects.count() == count
+        assert (sweep.interval.every, sweep.expire_seconds) == (7, 7)
+
+
+class TestWakeCoalescing:
+    def test_a_burst_of_wakes_enqueues_one_relay_run(self, broker_queue):
+        for _ in range(5):
+            outbox_relay_wake()
+
+        assert relay_messages(broker_queue) == ["outbox.relay"]
+        flags = redis.Redis.from_url(settings.REDIS_URL)
+        assert 0 < flags.ttl(FLAG_KEY) <= 5  # a run that never starts does not block wakes forever
+        flags.close()
+
+    def test_a_wake_after_the_run_cleared_the_flag_enqueues_the_next_run(self, broker_queue):
+        for _ in range(5):
+            outbox_relay_wake()
+        outbox_relay_flag_clear()  # what the relay task does before it claims rows
+
+        outbox_relay_wake()
+        outbox_relay_wake()
+
+        assert relay_messages(broker_queue) == ["outbox.relay", "outbox.relay"]
+
+
+class TestWakeWithRedisDown:
+    def test_wake_returns_quickly_without_raising_and_enqueues_nothing(self, broker_queue, settings):
+        settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+        outbox_trigger_reset()
+
+        started = time.monotonic()
+        outbox_relay_wake()
+        elapsed = time.monotonic() - started
+
+        assert elapsed < 1.0
+        assert broker_queue.llen(CELERY_QUEUE) == 0
+
+    @pytest.mark.django_db(transaction=True)
+    def test_checkout_still_commits_its_order_and_outbox_row(self, broker_queue, settings, api_client, session_id):
+        settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+        settings.OUTBOX_TRIGGER_ON_COMMIT = True
+        outbox_trigger_reset()
+        product = ProductFactory(inventory_quantity=5)
+        assert add_to_cart(api_client, session_id, product.id, 1).status_code == 200
+
+        started = time.monotonic()
+        response = checkout(api_client, session_id, str(uuid.uuid4()))
+        elapsed = time.monotonic() - started
+
+        assert response.status_code == 201
+        assert elapsed < 2.0  # the dead Redis costs no timeout worth noticing
+        row = OutboxEvent.objects.get()
+        assert (row.status, row.event_type, row.payload["orderNumber"]) == (
+            OutboxStatus.PENDING,
+            "ORDER_CREATED",
+            response.json()["orderNumber"],
+        )
+        assert broker_queue.llen(CELERY_QUEUE) == 0  # left for the sweep
+
+
+def _cart_cleanup_deleted() -> float:
+    return REGISTRY.get_sample_value("cart_cleanup_deleted_total") or 0.0
+
+
+@pytest.mark.django_db
+class TestCartCleanup:
+    def _carts(self, api_client) -> tuple[list[str], list[str]]:
+        product = ProductFactory(inventory_quantity=100)
+        expired = [f"expired-{uuid.uuid4().hex}" for _ in range(3)]
+        live = [f"live-{uuid.uuid4().hex}" for _ in range(2)]
+        for session in expired + live:
+            assert add_to_cart(api_client, session, product.id, 2).status_code == 200
+        Cart.objects.filter(session_id__in=expired).update(expires_at=timezone.now() - timedelta(seconds=1))
+        return expired, live
+
+    def test_deletes_expired_carts_with_their_items_and_keeps_live_ones(self, api_client):
+        expired, live = self._carts(api_client)
+
+        deleted = carts_expired_delete(batch_size=2)
+
+        assert deleted == 3
+        assert set(Cart.objects.values_list("session_id", flat=True)) == set(live)
+        assert set(CartItem.objects.values_list("cart__session_id", flat=True)) == set(live)
+        assert CartItem.objects.count() == 2
+
+    def test_celery_task_runs_the_cleanup_and_counts_it(self, api_client):
+        expired, live = self._carts(api_client)
+        before = _cart_cleanup_deleted()
+
+        cart_cleanup.apply()  # in-process, as a worker would run it
+
+        assert set(Cart.objects.values_list("session_id", flat=True)) == set(live)
+        assert CartItem.objects.filter(cart__isnull=True).count() == 0
+        assert CartItem.objects.count() == 2
+        assert _cart_cleanup_deleted() - before == 3
+
+
+@pytest.mark.django_db
+class TestPurgeTask:
+    def _event(self, aggregate_id: str) -> OutboxEvent:
+        with transaction.atomic():
+            return outbox_event_create(
+                topic="orders.created",
+                key=aggregate_id,
+                aggregate_type="order",
+                aggregate_id=aggregate_id,
+                event_type="TEST_EVENT",
+                payload={"aggregate": aggregate_id},
+                event_id=uuid.uuid4(),
+                correlation_id="test",
+            )
+
+    def test_deletes_published_rows_past_the_retention_only(self, settings):
+        settings.OUTBOX_RETENTION_HOURS = 1
+        old, recent, pending, failed = (self._event(name) for name in ("old", "recent", "pending", "failed"))
+        two_hours_ago = timezone.now() - timedelta(hours=2)
+        OutboxEvent.objects.filter(id=old.id).update(status=OutboxStatus.PUBLISHED, published_at=two_hours_ago)
+        OutboxEvent.objects.filter(id=recent.id).update(
+            status=OutboxStatus.PUBLISHED, published_at=timezone.now() - timedelta(minutes=30)
+        )
+        # Rows still to publish are kept however old they are.
+        OutboxEvent.objects.filter(id=pending.id).update(created_at=two_hours_ago)
+        OutboxEvent.objects.filter(id=failed.id).update(status=OutboxStatus.FAILED, created_at=two_hours_ago)
+
+        purge_published.apply()
+
+        assert set(OutboxEvent.objects.values_list("id", flat=True)) == {recent.id, pending.id, failed.id}
