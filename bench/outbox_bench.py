@@ -9,8 +9,10 @@ one run:
 
 1. raw: kafka-python alone sends --rows OrderCreated-sized messages (the relay's
    producer settings: acks=all, idempotence, linger 2 ms) — the ceiling;
-2. drain: --rows outbox rows are inserted, then one relay drains them
-   (claim, send, await acks, mark PUBLISHED, one transaction per batch);
+2. drain: --rows outbox rows are inserted, then drained, first by one relay
+   in this process (claim, send, await acks, mark PUBLISHED, one transaction
+   per batch), then by the platform's Celery worker (its two processes relay
+   concurrently, as in production): the latter is the platform's drain rate;
 3. latency: checkouts run at --rate per second for --seconds through the real
    checkout service, each commit waking a real Celery worker; reported is
    created_at → published_at per row (the row is written inside the checkout
@@ -103,11 +105,8 @@ def outbox_reset() -> None:
     outbox_vacuum()
 
 
-def drain_rate(topic: str, rows: int) -> tuple[float, int]:
-    from django.conf import settings
-
-    from outbox.models import OutboxEvent, OutboxStatus
-    from outbox.relay import outbox_drain
+def insert_rows(topic: str, rows: int) -> None:
+    from outbox.models import OutboxEvent
 
     outbox_reset()
     batch = []
@@ -122,6 +121,15 @@ def drain_rate(topic: str, rows: int) -> tuple[float, int]:
             )  # fmt: skip
         )
     OutboxEvent.objects.bulk_create(batch, batch_size=2000)
+
+
+def drain_rate(topic: str, rows: int) -> tuple[float, int]:
+    from django.conf import settings
+
+    from outbox.models import OutboxEvent, OutboxStatus
+    from outbox.relay import outbox_drain
+
+    insert_rows(topic, rows)
     outbox_drain(batch_size=10, time_budget_seconds=30, max_batches=1)  # warm the producer up
     started = time.perf_counter()
     outbox_drain(batch_size=settings.OUTBOX_BATCH_SIZE, time_budget_seconds=600, max_batches=100_000)
@@ -146,6 +154,32 @@ def _drive(sessions: list[str], offset: int, stride: int, rate: int, started: fl
             time.sleep(delay)
         checkout_create(session_id=session, customer=customer, correlation_id=session)
     connection.close()
+
+
+def start_worker() -> subprocess.Popen:
+    """The platform's Celery worker, as scripts/run.sh starts it (prefork, 2 processes)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "prefork", "--concurrency", "2",
+         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        cwd=ROOT, env={**os.environ, "OUTBOX_TRIGGER_ON_COMMIT": "true"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(6)  # up before any clock starts
+    return worker
+
+
+def worker_drain_rate(topic: str, rows: int) -> float:
+    """Fill the outbox, wake the worker's two relay processes, time until every row is published."""
+    from outbox.models import OutboxEvent, OutboxStatus
+    from outbox.tasks import relay
+
+    insert_rows(topic, rows)
+    started = time.perf_counter()
+    for _ in range(2):
+        relay.apply_async()
+    while OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).exists():
+        time.sleep(0.02)
+    return rows / (time.perf_counter() - started)
 
 
 def checkout_latency(rate: int, seconds: int) -> dict[str, float]:
@@ -184,54 +218,43 @@ def checkout_latency(rate: int, seconds: int) -> dict[str, float]:
         shipping_address=ShippingAddress(street="1 Way", city="City", state="ST", postal_code="1", country="GB"),
     )  # fmt: skip
 
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "prefork", "--concurrency", "2",
-         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-        cwd=ROOT, env={**os.environ, "OUTBOX_TRIGGER_ON_COMMIT": "true"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        time.sleep(6)  # the worker comes up before the clock starts
-        # A first run creates the worker's producer and connections; steady
-        # state is what is measured, so those checkouts are not counted.
-        for session in sessions[:warm_up]:
-            checkout_create(session_id=session, customer=customer, correlation_id=session)
-        deadline = time.monotonic() + 30
-        while OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        measured_from = timezone.now()
-        sessions = sessions[warm_up:]
-        total -= warm_up
+    # A first run creates the worker's producer and connections; steady
+    # state is what is measured, so those checkouts are not counted.
+    for session in sessions[:warm_up]:
+        checkout_create(session_id=session, customer=customer, correlation_id=session)
+    deadline = time.monotonic() + 30
+    while OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    measured_from = timezone.now()
+    sessions = sessions[warm_up:]
+    total -= warm_up
 
-        # Several driver processes: one Python process cannot run 100 checkouts/s
-        # of service code under the GIL on this machine, and the driver must
-        # not be what limits the rate.
-        connection.close()
-        started = time.time() + 1.0
-        drivers = [
-            multiprocessing.get_context("fork").Process(
-                target=_drive, args=(sessions[n::DRIVERS], n, DRIVERS, rate, started, customer)
-            )
-            for n in range(DRIVERS)
-        ]
-        for driver in drivers:
-            driver.start()
-        for driver in drivers:
-            driver.join()
-        achieved = total / (time.time() - started)
-        deadline = time.monotonic() + 60
-        while OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        latencies = [
-            (published - created).total_seconds() * 1000
-            for created, published in OutboxEvent.objects.filter(
-                status=OutboxStatus.PUBLISHED, created_at__gte=measured_from
-            ).values_list("created_at", "published_at")
-        ]
-        unpublished = OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).count()
-    finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(timeout=30)
+    # Several driver processes: one Python process cannot run 100 checkouts/s
+    # of service code under the GIL on this machine, and the driver must
+    # not be what limits the rate.
+    connection.close()
+    started = time.time() + 1.0
+    drivers = [
+        multiprocessing.get_context("fork").Process(
+            target=_drive, args=(sessions[n::DRIVERS], n, DRIVERS, rate, started, customer)
+        )
+        for n in range(DRIVERS)
+    ]
+    for driver in drivers:
+        driver.start()
+    for driver in drivers:
+        driver.join()
+    achieved = total / (time.time() - started)
+    deadline = time.monotonic() + 60
+    while OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    latencies = [
+        (published - created).total_seconds() * 1000
+        for created, published in OutboxEvent.objects.filter(
+            status=OutboxStatus.PUBLISHED, created_at__gte=measured_from
+        ).values_list("created_at", "published_at")
+    ]
+    unpublished = OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).count()
     return {
         "achieved_rate": achieved,
         "count": len(latencies),
@@ -270,9 +293,16 @@ def main() -> None:
     raw = raw_producer_rate(bootstrap, raw_topic, arguments.rows)
     print(f"raw kafka-python producer : {raw:10.0f} msg/s")
     drain, published = drain_rate(drain_topic, arguments.rows)
-    print(f"outbox drain (one relay)  : {drain:10.0f} rows/s  ({published} published, batch {settings.OUTBOX_BATCH_SIZE})")
-    print(f"drain / raw               : {drain / raw:10.2f}  (goal >= 0.60)")
-    latency = checkout_latency(arguments.rate, arguments.seconds)
+    print(f"one relay, in-process     : {drain:10.0f} rows/s  ({drain / raw:.2f} of raw; batch {settings.OUTBOX_BATCH_SIZE})")
+    worker = start_worker()
+    try:
+        platform = worker_drain_rate(drain_topic, arguments.rows)
+        print(f"platform drain (worker)   : {platform:10.0f} rows/s  (the Celery worker's 2 relay processes)")
+        print(f"drain / raw               : {platform / raw:10.2f}  (goal >= 0.60)")
+        latency = checkout_latency(arguments.rate, arguments.seconds)
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(timeout=30)
     print(
         f"checkouts at {arguments.rate}/s for {arguments.seconds}s (achieved {latency['achieved_rate']:.0f}/s): "
         f"{latency['count']} published, {latency['unpublished']} not"
