@@ -24,4 +24,7 @@ def schedules() -> list[Schedule]:
         Schedule("outbox-requeue-failed", "outbox.requeue_failed", settings.OUTBOX_REQUEUE_INTERVAL_SECONDS),
         Schedule("outbox-purge-published", "outbox.purge_published", settings.OUTBOX_PURGE_INTERVAL_SECONDS),
         Schedule("outbox-vacuum", "outbox.vacuum", settings.OUTBOX_VACUUM_INTERVAL_SECONDS),
+        Schedule(
+            "processed-events-purge", "orders.processed_events_purge", settings.PROCESSED_EVENT_PURGE_INTERVAL_SECONDS
+        ),
     ]

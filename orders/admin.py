@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from orders.models import Order, OrderItem
+from orders.models import Order, OrderItem, PaymentTransaction, ProcessedEvent
 
 
 class OrderItemInline(admin.TabularInline):
@@ -14,6 +14,31 @@ class OrderItemInline(admin.TabularInline):
         return False
 
 
+class PaymentTransactionInline(admin.StackedInline):
+    model = PaymentTransaction
+    extra = 0
+    can_delete = False
+    fields = ["status", "amount", "payment_method", "external_transaction_id", "failure_reason", "attempt_count", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ProcessedEvent)
+class ProcessedEventAdmin(admin.ModelAdmin):
+    list_display = ["event_id", "event_type", "outcome", "processed_at"]
+    list_filter = ["event_type", "outcome"]
+    search_fields = ["=event_id", "detail"]
+    readonly_fields = ["event_id", "event_type", "topic", "outcome", "detail", "processed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a forgotten event would be applied again on redelivery
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     """Read-only: orders change state through the API and the consumer, never by hand."""
@@ -23,7 +48,7 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ["order_number", "customer_email", "id"]
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in Order._meta.fields]
-    inlines = [OrderItemInline]
+    inlines = [OrderItemInline, PaymentTransactionInline]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -83,3 +83,56 @@ class OrderItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.product_sku}"
+
+
+class PaymentMethod(models.TextChoices):
+    CARD = "CARD"
+
+
+class PaymentTransaction(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="payment")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    payment_method = models.CharField(max_length=20, choices=PaymentMethod.choices, default=PaymentMethod.CARD)
+    status = models.CharField(max_length=16, choices=PaymentStatus.choices)
+    external_transaction_id = models.CharField(max_length=100, null=True, blank=True)
+    failure_reason = models.TextField(null=True, blank=True)
+    attempt_count = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.status}"
+
+
+class ProcessedEventOutcome(models.TextChoices):
+    PROCESSED = "PROCESSED"
+    SKIPPED = "SKIPPED"  # an illegal transition (the order was cancelled meanwhile), recorded, not applied
+
+
+class ProcessedEvent(models.Model):
+    """An event this service has applied; the unique id makes a redelivery a no-op."""
+
+    event_id = models.UUIDField(primary_key=True)
+    event_type = models.CharField(max_length=100)
+    topic = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=16, choices=ProcessedEventOutcome.choices)
+    detail = models.TextField(blank=True, default="")
+    processed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} ({self.outcome})"
+
+
+class MockGatewayCharge(models.Model):
+    """The mock payment provider's own ledger (it stands for the provider's side).
+
+    Keyed by the idempotency key the caller sends, as a real provider's is:
+    a retried charge returns the first answer instead of charging again.
+    """
+
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    approved = models.BooleanField()
+    external_transaction_id = models.CharField(max_length=100, null=True, blank=True)
+    decline_reason = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -18,7 +18,7 @@ def retrying(config: RetryConfig, *, retry_on: Callable[[BaseException], bool], 
     return Retrying(
         stop=stop_after_attempt(config.attempts),
         wait=wait_exponential_jitter(
-            initial=config.initial_seconds,
+            multiplier=config.initial_seconds,
             exp_base=config.multiplier,
             max=config.max_seconds,
             jitter=config.jitter_seconds,

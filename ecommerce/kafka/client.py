@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
@@ -227,3 +227,82 @@ def event_producer_reset() -> None:
         if _producer is not None and _producer_pid == os.getpid():
             _producer.close()
         _producer = None
+
+
+# --- Consuming -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode(errors="replace")
+        return None
+
+
+class EventConsumer:
+    """A consumer-group member that commits only what the caller says is done."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: Sequence[str],
+        group_id: str,
+        topics: Sequence[str],
+        max_poll_interval_seconds: float,
+    ) -> None:
+        self.group_id = group_id
+        self._consumer = KafkaConsumer(
+            *topics,
+            bootstrap_servers=list(bootstrap_servers),
+            group_id=group_id,
+            client_id=f"{group_id}-{os.getpid()}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # A member that stops polling for this long is presumed dead and its
+            # partitions go to the others; it must exceed the slowest message
+            # (three 5 s payment attempts with backoff).
+            max_poll_interval_ms=int(max_poll_interval_seconds * 1000),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+        )
+
+    def poll(self, *, timeout_seconds: float, max_records: int) -> list[IncomingMessage]:
+        batches = self._consumer.poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
+        messages = []
+        for records in batches.values():
+            for record in records:
+                messages.append(
+                    IncomingMessage(
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        timestamp=record.timestamp,
+                        key=record.key,
+                        value=record.value,
+                        headers=tuple((name, value or b"") for name, value in (record.headers or [])),
+                    )
+                )
+        return sorted(messages, key=lambda message: (message.topic, message.partition, message.offset))
+
+    def commit(self, message: IncomingMessage) -> None:
+        """Mark everything up to and including `message` done for its partition."""
+        partition = TopicPartition(message.topic, message.partition)
+        self._consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "", -1)})
+
+    def rewind(self, message: IncomingMessage) -> None:
+        """Deliver `message` (and what followed it) again on the next poll."""
+        self._consumer.seek(TopicPartition(message.topic, message.partition), message.offset)
+
+    def close(self) -> None:
+        """Leave the group at once, so its partitions move to the other members now."""
+        self._consumer.close(autocommit=False)

@@ -107,3 +107,4 @@ from .rest import *  # noqa: E402,F401,F403
 from .celery import *  # noqa: E402,F401,F403
 from .kafka import *  # noqa: E402,F401,F403
 from .resilience import *  # noqa: E402,F401,F403
+from .payments import *  # noqa: E402,F401,F403

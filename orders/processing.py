@@ -1,0 +1,232 @@
+"""Apply one `OrderCreated` message: the pure part of the order consumer.
+
+`process_order_created_message` knows nothing of polling, offsets or dead
+letters; it either applies the event, recognises it as already applied, or
+raises an error whose class tells the consumer loop what to do:
+
+* `PoisonMessage`: the bytes can never be processed (not JSON, wrong schema,
+  unknown type or version): dead-letter at once;
+* a database connection error (`OperationalError`, `InterfaceError`):
+  transient infrastructure, retry without dead-lettering;
+* anything else: a processing error, retried a bounded number of times and
+  then dead-lettered.
+"""
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from prometheus_client import Counter, Histogram
+
+from ecommerce.correlation import set_correlation_id
+from ecommerce.kafka.client import IncomingMessage
+from ecommerce.kafka.topics import PAYMENTS_COMPLETED
+from orders.events import EVENT_VERSION, ORDER_CREATED, PAYMENT_COMPLETED, utc_timestamp
+from orders.models import (
+    Order,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+    PaymentTransaction,
+    ProcessedEvent,
+    ProcessedEventOutcome,
+)
+from orders.payments import payment_charge
+from orders.services import order_transition_allowed
+from outbox.services import outbox_event_create
+
+logger = logging.getLogger(__name__)
+
+PROCESSED = Counter("orders_consumer_processed", "OrderCreated events applied, by outcome.", ["outcome"])
+DUPLICATES = Counter("orders_consumer_duplicates", "OrderCreated deliveries already applied (redeliveries).")
+PROCESSING_SECONDS = Histogram(
+    "orders_consumer_processing_seconds",
+    "Time to apply one OrderCreated, payment included.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
+)
+
+SUPPORTED = {(ORDER_CREATED, EVENT_VERSION)}
+
+
+class PoisonMessage(Exception):
+    """The message can never be processed as it is."""
+
+
+class OrderNotFound(Exception):
+    """The event names an order this database does not have (yet)."""
+
+
+class Outcome(str, Enum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class OrderCreatedEvent:
+    event_id: uuid.UUID
+    correlation_id: str | None
+    order_id: uuid.UUID
+    order_number: str
+    subtotal: Decimal
+
+
+def _require(payload: dict[str, Any], field: str, kind: type) -> Any:
+    value = payload.get(field)
+    if not isinstance(value, kind):
+        raise PoisonMessage(f"field {field!r} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def order_created_parse(message: IncomingMessage) -> OrderCreatedEvent:
+    """Decode and validate; raise PoisonMessage for anything that can never work."""
+    if message.value is None:
+        raise PoisonMessage("empty message (tombstone)")
+    try:
+        payload = json.loads(message.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PoisonMessage(f"not JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise PoisonMessage("the event must be a JSON object")
+    kind = (payload.get("eventType"), payload.get("eventVersion"))
+    if kind not in SUPPORTED:
+        raise PoisonMessage(f"unsupported event type/version {kind[0]!r}/{kind[1]!r}")
+    try:
+        event_id = uuid.UUID(_require(payload, "eventId", str))
+        order_id = uuid.UUID(_require(payload, "orderId", str))
+        subtotal = Decimal(_require(payload, "subtotal", str))
+    except (ValueError, InvalidOperation) as error:
+        raise PoisonMessage(f"malformed field: {error}") from error
+    order_number = _require(payload, "orderNumber", str)
+    _require(payload, "customer", dict)
+    items = _require(payload, "items", list)
+    if not items:
+        raise PoisonMessage("an order needs at least one item")
+    correlation_id = payload.get("correlationId")
+    return OrderCreatedEvent(
+        event_id=event_id,
+        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
+        order_id=order_id,
+        order_number=order_number,
+        subtotal=subtotal,
+    )
+
+
+def _record(event: OrderCreatedEvent, topic: str, outcome: str, detail: str = "") -> None:
+    ProcessedEvent.objects.create(
+        event_id=event.event_id, event_type=ORDER_CREATED, topic=topic, outcome=outcome, detail=detail
+    )
+
+
+def _skip(order: Order, event: OrderCreatedEvent, topic: str, target: str) -> Outcome:
+    detail = f"order {order.order_number} is {order.status}; {target} refused"
+    _record(event, topic, ProcessedEventOutcome.SKIPPED, detail)
+    PROCESSED.labels("skipped").inc()
+    logger.warning("illegal transition skipped", extra={"event": "resilience", "order_number": order.order_number, "detail": detail})
+    return Outcome.SKIPPED
+
+
+def _duplicate(event: OrderCreatedEvent) -> Outcome:
+    DUPLICATES.inc()
+    logger.info("duplicate delivery ignored", extra={"event_id": str(event.event_id), "order_number": event.order_number})
+    return Outcome.DUPLICATE
+
+
+def process_order_created_message(message: IncomingMessage) -> Outcome:
+    """Apply an OrderCreated once: PROCESSING, pay, then PAID or FAILED with its PaymentCompleted."""
+    event = order_created_parse(message)
+    set_correlation_id(event.correlation_id)
+    with PROCESSING_SECONDS.time():
+        # 1. Claim the order for payment (short transaction: the payment call
+        #    must not hold the order's lock or a database transaction open).
+        with transaction.atomic():
+            if ProcessedEvent.objects.filter(event_id=event.event_id).exists():
+                return _duplicate(event)
+            order = Order.objects.select_for_update(of=("self",)).filter(id=event.order_id).first()
+            if order is None:
+                raise OrderNotFound(f"order {event.order_id} ({event.order_number}) does not exist")
+            if order.status == OrderStatus.PENDING:
+                order.status = OrderStatus.PROCESSING
+                order.save(update_fields=["status", "updated_at"])
+            elif order.status != OrderStatus.PROCESSING:  # PROCESSING: a redelivery after a crash resumes
+                return _skip(order, event, message.topic, OrderStatus.PROCESSING)
+
+        # 2. Pay. The order id is the provider's idempotency key, so a resumed
+        #    delivery gets the first answer back instead of a second charge.
+        payment = payment_charge(idempotency_key=str(order.id), amount=order.subtotal)
+
+        # 3. Record the outcome, the event as processed and PaymentCompleted, together.
+        with transaction.atomic():
+            if ProcessedEvent.objects.filter(event_id=event.event_id).exists():
+                return _duplicate(event)  # another consumer finished it meanwhile
+            order = Order.objects.select_for_update(of=("self",)).get(id=event.order_id)
+            target = OrderStatus.PAID if payment.approved else OrderStatus.FAILED
+            if not order_transition_allowed(current=order.status, target=target):
+                return _skip(order, event, message.topic, target)
+            transaction_record = PaymentTransaction.objects.create(
+                order=order,
+                amount=order.subtotal,
+                payment_method=PaymentMethod.CARD,
+                status=PaymentStatus.SUCCESS if payment.approved else PaymentStatus.FAILED,
+                external_transaction_id=payment.external_transaction_id,
+                failure_reason=payment.failure_reason,
+                attempt_count=payment.attempts,
+            )
+            now = timezone.now()
+            order.status = target
+            order.payment_status = transaction_record.status
+            order.save(update_fields=["status", "payment_status", "updated_at"])
+            _record(event, message.topic, ProcessedEventOutcome.PROCESSED)
+            event_id = uuid.uuid4()
+            outbox_event_create(
+                topic=PAYMENTS_COMPLETED,
+                key=str(order.id),
+                aggregate_type="order",
+                aggregate_id=str(order.id),
+                event_type=PAYMENT_COMPLETED,
+                payload={
+                    "eventId": str(event_id),
+                    "eventType": PAYMENT_COMPLETED,
+                    "eventVersion": EVENT_VERSION,
+                    "timestamp": utc_timestamp(now),
+                    "correlationId": event.correlation_id,
+                    "orderId": str(order.id),
+                    "orderNumber": order.order_number,
+                    "paymentTransactionId": str(transaction_record.id),
+                    "status": transaction_record.status,
+                    "amount": f"{transaction_record.amount:.2f}",
+                    "paymentMethod": transaction_record.payment_method,
+                    "externalTransactionId": transaction_record.external_transaction_id,
+                    "failureReason": transaction_record.failure_reason,
+                },
+                event_id=event_id,
+                correlation_id=event.correlation_id,
+            )
+    PROCESSED.labels("paid" if payment.approved else "payment_failed").inc()
+    logger.info(
+        "order payment recorded",
+        extra={"order_number": order.order_number, "status": target, "attempts": payment.attempts},
+    )
+    return Outcome.PROCESSED
+
+
+def processed_events_purge(*, older_than_days: int, batch_size: int) -> int:
+    """Forget processed-event records after their retention, a batch per transaction."""
+    cutoff = timezone.now() - timezone.timedelta(days=older_than_days)
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                ProcessedEvent.objects.select_for_update(skip_locked=True)
+                .filter(processed_at__lt=cutoff)
+                .values_list("event_id", flat=True)[:batch_size]
+            )
+            if not ids:
+                return total
+            ProcessedEvent.objects.filter(event_id__in=ids).delete()
+        total += len(ids)

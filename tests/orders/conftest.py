@@ -1,0 +1,63 @@
+import json
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import transaction
+
+from ecommerce.kafka.client import IncomingMessage, event_producer_reset
+from outbox.models import OutboxEvent
+from resilience.policies import breakers_reset
+from tests.conftest import add_to_cart, checkout
+from tests.factories import ProductFactory
+
+
+def _reset_breakers() -> None:
+    breakers_reset()
+    client = redis.Redis.from_url(settings.RESILIENCE_REDIS_URL)
+    for key in client.scan_iter("circuit-breaker:*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_breakers():
+    _reset_breakers()
+    event_producer_reset()
+    yield
+    _reset_breakers()
+    event_producer_reset()
+
+
+def order_created_message(row: OutboxEvent, *, offset: int = 0) -> IncomingMessage:
+    """The Kafka message the relay makes of an OrderCreated outbox row."""
+    return IncomingMessage(
+        topic=row.topic,
+        partition=0,
+        offset=offset,
+        timestamp=None,
+        key=row.key.encode(),
+        value=json.dumps(row.payload).encode(),
+        headers=tuple((name, str(value).encode()) for name, value in row.headers.items()),
+    )
+
+
+@pytest.fixture
+def place_order(api_client):
+    """Check out a cart; return the order's OrderCreated outbox row."""
+    counter = iter(range(10_000))
+
+    def place(**customer) -> OutboxEvent:
+        session = f"pay-{next(counter)}-{id(api_client)}"
+        product = ProductFactory(inventory_quantity=10)
+        add_to_cart(api_client, session, product.id, 2)
+        response = checkout(api_client, session, f"key-{session}", **customer)
+        assert response.status_code == 201, response.content
+        return OutboxEvent.objects.get(payload__orderNumber=response.json()["orderNumber"])
+
+    return place
+
+
+@pytest.fixture
+def in_transaction_outbox():
+    return transaction.atomic
