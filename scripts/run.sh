@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the whole platform on this machine:
 #   .venv + requirements, PostgreSQL/Redis/Kafka (tansu), migrations, demo data,
-#   periodic tasks, static files, then web + Celery worker + beat + Flower under
+#   periodic tasks, static files, then web + Celery worker + beat + Flower + the
+#   order consumer under
 #   honcho in the foreground. Ctrl-C stops all of it (and tansu; PostgreSQL and
 #   Redis only if this script started them).
 set -euo pipefail

@@ -141,4 +141,17 @@ case "$ORDER_STATUS" in
     *) fail "unexpected order status '$ORDER_STATUS'" ;;
 esac
 
+# 8. order management: the relay publishes OrderCreated, the consumer pays the order
+step "wait for $ORDER_NUMBER to be PAID"
+for ((i = 0; i < ${PAID_TIMEOUT:-60}; i++)); do
+    request GET "$API/orders/$ORDER_NUMBER" ""
+    ORDER_STATUS="$(json_field status)"
+    [[ $ORDER_STATUS == PAID || $ORDER_STATUS == FAILED ]] && break
+    sleep 1
+done
+case "$ORDER_STATUS" in
+    PAID) ok "status PAID, payment $(json_field paymentStatus)" ;;
+    *) fail "order is $ORDER_STATUS after ${PAID_TIMEOUT:-60}s (is the consumer running?)" ;;
+esac
+
 printf '[smoke] all steps passed against %s\n' "$BASE_URL"

@@ -171,3 +171,54 @@ class CeleryWorker:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class ConsumerProcess:
+    """`manage.py consume_orders` as its own process, on the test database."""
+
+    def __init__(self, *, bootstrap: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "json",
+            "CONSUMER_RETRY_BACKOFF_SECONDS": "0.05",
+            "PAYMENT_MOCK_LATENCY_SECONDS": "0.01",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ConsumerProcess":
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "consume_orders"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM, as an orchestrator would; return the exit code."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+        return self.process.returncode if self.process else None

@@ -190,3 +190,18 @@ class TestPoison:
         with pytest.raises(PoisonMessage, match=reason):
             order_created_parse(poisoned)
         assert not PaymentTransaction.objects.exists() and not ProcessedEvent.objects.exists()
+
+
+def test_processed_events_are_purged_after_30_days(settings, place_order):
+    from django.utils import timezone
+
+    from orders.tasks import purge_processed_events
+
+    old, recent = place_order(), place_order()
+    for row in (old, recent):
+        process_order_created_message(order_created_message(row))
+    ProcessedEvent.objects.filter(event_id=old.event_id).update(processed_at=timezone.now() - timezone.timedelta(days=31))
+
+    purge_processed_events.apply()
+
+    assert list(ProcessedEvent.objects.values_list("event_id", flat=True)) == [recent.event_id]
