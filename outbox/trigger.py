@@ -58,7 +58,6 @@ def outbox_relay_wake_on_commit() -> None:
 def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
     """Drain until idle, release the flag, and drain once more (see the module docstring)."""
     from outbox.relay import outbox_drain
-    from outbox.tasks import relay
 
     deadline = time.monotonic() + time_budget_seconds
     while True:

@@ -2,8 +2,7 @@
 # Start the whole platform on this machine:
 #   .venv + requirements, PostgreSQL/Redis/Kafka (tansu), migrations, demo data,
 #   periodic tasks, static files, then web + Celery worker + beat + Flower + the
-#   order consumer under
-#   honcho in the foreground. Ctrl-C stops all of it (and tansu; PostgreSQL and
+#   order consumer under honcho in the foreground. Ctrl-C stops all of it (and tansu; PostgreSQL and
 #   Redis only if this script started them).
 set -euo pipefail
 
@@ -13,21 +12,9 @@ cd "$ROOT"
 log() { printf '[run] %s\n' "$*"; }
 die() { printf '[run] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# Export KEY=VALUE lines of .env that are not already set (the environment wins).
-load_dotenv() {
-    local file="$ROOT/.env" line key val
-    [[ -f $file ]] || return 0
-    while IFS= read -r line || [[ -n $line ]]; do
-        line="${line%$'\r'}"
-        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-        key="${BASH_REMATCH[2]}"
-        val="${BASH_REMATCH[3]}"
-        if [[ $val =~ ^\"(.*)\"$ || $val =~ ^\'(.*)\'$ ]]; then val="${BASH_REMATCH[1]}"; fi
-        [[ -n $val && -z ${!key+x} ]] || continue
-        export "$key=$val"
-    done <"$file"
-}
-load_dotenv
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+load_dotenv "$ROOT"
 
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-ecommerce.settings.local}"
 export WEB_PORT="${WEB_PORT:-8000}"

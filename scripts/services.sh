@@ -23,21 +23,9 @@ TANSU_LOG="$RUN_DIR/tansu.log"
 log() { printf '[services] %s\n' "$*"; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# Export KEY=VALUE lines of .env that are not already set (the environment wins).
-load_dotenv() {
-    local file="$ROOT/.env" line key val
-    [[ -f $file ]] || return 0
-    while IFS= read -r line || [[ -n $line ]]; do
-        line="${line%$'\r'}"
-        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-        key="${BASH_REMATCH[2]}"
-        val="${BASH_REMATCH[3]}"
-        if [[ $val =~ ^\"(.*)\"$ || $val =~ ^\'(.*)\'$ ]]; then val="${BASH_REMATCH[1]}"; fi
-        [[ -n $val && -z ${!key+x} ]] || continue
-        export "$key=$val"
-    done <"$file"
-}
-load_dotenv
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+load_dotenv "$ROOT"
 
 PY="${PYTHON:-.venv/bin/python}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"

@@ -10,21 +10,9 @@ cd "$ROOT"
 
 log() { printf '[test] %s\n' "$*"; }
 
-# Export KEY=VALUE lines of .env that are not already set (the environment wins).
-load_dotenv() {
-    local file="$ROOT/.env" line key val
-    [[ -f $file ]] || return 0
-    while IFS= read -r line || [[ -n $line ]]; do
-        line="${line%$'\r'}"
-        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-        key="${BASH_REMATCH[2]}"
-        val="${BASH_REMATCH[3]}"
-        if [[ $val =~ ^\"(.*)\"$ || $val =~ ^\'(.*)\'$ ]]; then val="${BASH_REMATCH[1]}"; fi
-        [[ -n $val && -z ${!key+x} ]] || continue
-        export "$key=$val"
-    done <"$file"
-}
-load_dotenv
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+load_dotenv "$ROOT"
 
 # The services that services.sh ensures below (the settings' defaults). Exported
 # so the suite uses them as given rather than provisioning its own

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from checkout.cart_cache import cart_cache_reset_for_tests
 from tests.factories import ProductFactory, UserFactory
+from tests.support import DisposableBroker, shared_state_reset
 
 API = "/api/v1"
 
@@ -17,6 +18,26 @@ def _clean_cache():
     cache.clear()
     yield
     cart_cache_reset_for_tests()
+
+
+@pytest.fixture(autouse=True)
+def _clean_shared_state():
+    """Breaker state lives in Redis and the producer in the process: every test starts fresh."""
+    shared_state_reset()
+    yield
+    shared_state_reset()
+
+
+@pytest.fixture
+def broker(settings):
+    """A broker of the test's own, which the test may pause or kill, and whose topics hold only its events."""
+    disposable = DisposableBroker()
+    disposable.start()
+    settings.KAFKA_BOOTSTRAP_SERVERS = [disposable.bootstrap]
+    shared_state_reset()
+    yield disposable
+    disposable.kill()
+    shared_state_reset()
 
 
 @pytest.fixture

@@ -222,3 +222,41 @@ class ConsumerProcess:
                 self.process.wait(timeout=10)
         self._log.close()
         return self.process.returncode if self.process else None
+
+
+def shared_state_reset() -> None:
+    """Fresh producer, breakers and relay trigger in this process; shared breaker state wiped from Redis."""
+    import redis
+
+    from ecommerce.kafka.client import event_producer_reset
+    from outbox.trigger import outbox_trigger_reset
+    from resilience.policies import breakers_reset
+
+    event_producer_reset()
+    breakers_reset()
+    outbox_trigger_reset()
+    client = redis.Redis.from_url(settings.RESILIENCE_REDIS_URL)
+    try:
+        for key in client.scan_iter("circuit-breaker:*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+def outbox_test_event(aggregate_id: str, sequence: int = 0, topic: str = "orders.created"):
+    """An outbox row written as services write them: through outbox_event_create, in a transaction."""
+    from django.db import transaction
+
+    from outbox.services import outbox_event_create
+
+    with transaction.atomic():
+        return outbox_event_create(
+            topic=topic,
+            key=aggregate_id,
+            aggregate_type="order",
+            aggregate_id=aggregate_id,
+            event_type="TEST_EVENT",
+            payload={"sequence": sequence, "aggregate": aggregate_id},
+            event_id=uuid.uuid4(),
+            correlation_id="test",
+        )

@@ -3,9 +3,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-import redis
-from django.conf import settings
-from django.db import transaction
+
+from tests.support import outbox_test_event
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,29 +12,12 @@ from checkout.cart_cache import cart_cache_get, cart_cache_reset_for_tests
 from checkout.idempotency import idempotency_records_expired_delete
 from checkout.models import IdempotencyRecord
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.services import outbox_event_create
 from resilience.policies import breaker_for, breakers_reset
 from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _breaker_state_wipe() -> None:
-    breakers_reset()
-    client = redis.Redis.from_url(settings.RESILIENCE_REDIS_URL)
-    for key in client.scan_iter("circuit-breaker:*"):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def breaker_state():
-    """The breakers' shared state lives in Redis: start and leave every test with it closed."""
-    _breaker_state_wipe()
-    yield
-    _breaker_state_wipe()
 
 
 def scrape(client) -> tuple[str, Samples]:
@@ -52,17 +34,7 @@ def scrape(client) -> tuple[str, Samples]:
 
 
 def event(aggregate_id: str) -> OutboxEvent:
-    with transaction.atomic():
-        return outbox_event_create(
-            topic="orders.created",
-            key=aggregate_id,
-            aggregate_type="order",
-            aggregate_id=aggregate_id,
-            event_type="TEST_EVENT",
-            payload={"aggregate": aggregate_id},
-            event_id=uuid.uuid4(),
-            correlation_id="test",
-        )
+    return outbox_test_event(aggregate_id)
 
 
 def outbox_rows(samples: Samples) -> dict[str, float]:

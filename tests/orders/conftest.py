@@ -1,32 +1,12 @@
 import json
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import transaction
 
-from ecommerce.kafka.client import IncomingMessage, event_producer_reset
+from ecommerce.kafka.client import IncomingMessage
 from outbox.models import OutboxEvent
-from resilience.policies import breakers_reset
 from tests.conftest import add_to_cart, checkout
 from tests.factories import ProductFactory
-
-
-def _reset_breakers() -> None:
-    breakers_reset()
-    client = redis.Redis.from_url(settings.RESILIENCE_REDIS_URL)
-    for key in client.scan_iter("circuit-breaker:*"):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def clean_breakers():
-    _reset_breakers()
-    event_producer_reset()
-    yield
-    _reset_breakers()
-    event_producer_reset()
 
 
 def order_created_message(row: OutboxEvent, *, offset: int = 0) -> IncomingMessage:

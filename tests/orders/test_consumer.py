@@ -1,33 +1,18 @@
 """The order consumer as a real process against a real broker: end to end, poison, crash, replay."""
 import json
-import uuid
 
 import pytest
-from django.conf import settings
 from kafka import KafkaProducer
 
-from ecommerce.kafka.client import event_producer_reset
 from ecommerce.kafka.topics import ORDERS_CREATED, ORDERS_CREATED_DLQ, PAYMENTS_COMPLETED
 from orders.models import MockGatewayCharge, Order, PaymentTransaction
 from outbox.models import OutboxEvent
 from outbox.relay import outbox_drain
 from outbox.services import dead_letters_replay
 from resilience.models import DeadLetter
-from tests.support import ConsumerProcess, DisposableBroker, header, read_topic, wait_for
+from tests.support import ConsumerProcess, header, read_topic, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def broker(settings):
-    """A broker of the test's own: its orders.created holds only this test's events."""
-    disposable = DisposableBroker()
-    disposable.start()
-    settings.KAFKA_BOOTSTRAP_SERVERS = [disposable.bootstrap]
-    event_producer_reset()
-    yield disposable
-    disposable.kill()
-    event_producer_reset()
 
 
 @pytest.fixture

@@ -6,19 +6,17 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from ecommerce.kafka.topics import ORDERS_CREATED
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain, outbox_failed_requeue, outbox_published_purge
-from outbox.services import outbox_event_create
 from resilience.breaker import State
 from resilience.policies import breaker_for
 from tests.conftest import add_to_cart, checkout
 from tests.factories import ProductFactory
-from tests.support import free_port, header, read_topic
+from tests.support import free_port, header, outbox_test_event, read_topic
 
 pytestmark = pytest.mark.django_db
 
@@ -33,17 +31,7 @@ def records_of(event_ids: set[str], topic: str = ORDERS_CREATED, bootstrap: str 
 
 
 def event(aggregate_id: str, sequence: int, topic: str = ORDERS_CREATED) -> OutboxEvent:
-    with transaction.atomic():
-        return outbox_event_create(
-            topic=topic,
-            key=aggregate_id,
-            aggregate_type="order",
-            aggregate_id=aggregate_id,
-            event_type="TEST_EVENT",
-            payload={"sequence": sequence, "aggregate": aggregate_id},
-            event_id=uuid.uuid4(),
-            correlation_id="test",
-        )
+    return outbox_test_event(aggregate_id, sequence, topic)
 
 
 class TestPublishing:

@@ -1,5 +1,4 @@
 """Faults caused for real: a paused then killed broker, two relay workers, a worker killed mid-batch."""
-import json
 import time
 import uuid
 from collections import defaultdict

@@ -9,7 +9,6 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.management import call_command
-from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from prometheus_client import REGISTRY
@@ -19,12 +18,11 @@ from checkout.models import Cart, CartItem
 from checkout.services import carts_expired_delete
 from checkout.tasks import cart_cleanup
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.services import outbox_event_create
 from outbox.tasks import purge_published
 from outbox.trigger import FLAG_KEY, outbox_relay_flag_clear, outbox_relay_wake, outbox_trigger_reset
 from tests.conftest import add_to_cart, checkout
 from tests.factories import ProductFactory
-from tests.support import free_port
+from tests.support import free_port, outbox_test_event
 
 # The default queue: kombu's Redis transport keeps it as a list of this name.
 CELERY_QUEUE = "celery"
@@ -204,17 +202,7 @@ class TestCartCleanup:
 @pytest.mark.django_db
 class TestPurgeTask:
     def _event(self, aggregate_id: str) -> OutboxEvent:
-        with transaction.atomic():
-            return outbox_event_create(
-                topic="orders.created",
-                key=aggregate_id,
-                aggregate_type="order",
-                aggregate_id=aggregate_id,
-                event_type="TEST_EVENT",
-                payload={"aggregate": aggregate_id},
-                event_id=uuid.uuid4(),
-                correlation_id="test",
-            )
+        return outbox_test_event(aggregate_id)
 
     def test_deletes_published_rows_past_the_retention_only(self, settings):
         settings.OUTBOX_RETENTION_HOURS = 1
