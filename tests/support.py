@@ -122,9 +122,9 @@ def header(record, name: str) -> str | None:
     return None
 
 
-def test_database_url() -> str:
+def database_url_for_tests(port: int | None = None) -> str:
     db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{port or db['PORT'] or 5432}/{db['NAME']}"
 
 
 class CeleryWorker:
@@ -135,7 +135,7 @@ class CeleryWorker:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": database_url_for_tests(),
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
@@ -181,7 +181,9 @@ class ConsumerProcess:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": database_url_for_tests(),
+            # Connections reused across messages, as in production, so a cut one is noticed.
+            "DATABASE_CONN_MAX_AGE": "60",
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -260,3 +262,98 @@ def outbox_test_event(aggregate_id: str, sequence: int = 0, topic: str = "orders
             event_id=uuid.uuid4(),
             correlation_id="test",
         )
+
+
+class TcpProxy:
+    """A TCP forwarder a test can cut and restore: a network fault between one process and a service."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        import threading
+
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+
+    def start(self) -> "TcpProxy":
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Refuse new connections and break the open ones."""
+        if self._listener is not None:
+            # close() alone does not wake a thread blocked in accept(), which would go on accepting.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def restore(self) -> None:
+        self.start()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (partitions never committed are absent).
+
+    Read through a consumer of the group that never subscribes, so it does not join or disturb it.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False)
+    try:
+        offsets = {}
+        for partition in sorted(consumer.partitions_for_topic(topic) or []):
+            committed = consumer.committed(TopicPartition(topic, partition))
+            if committed is not None and committed >= 0:
+                offsets[partition] = committed
+        return offsets
+    finally:
+        consumer.close(autocommit=False)

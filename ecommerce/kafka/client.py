@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
@@ -249,6 +250,19 @@ class IncomingMessage:
         return None
 
 
+class _AssignmentLog(ConsumerRebalanceListener):
+    """Log which partitions this member holds: what an operator asks first about a consumer group."""
+
+    def __init__(self, group_id: str) -> None:
+        self.group_id = group_id
+
+    def on_partitions_revoked(self, revoked) -> None:
+        logger.info("partitions revoked", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)})
+
+    def on_partitions_assigned(self, assigned) -> None:
+        logger.info("partitions assigned", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in assigned)})
+
+
 class EventConsumer:
     """A consumer-group member that commits only what the caller says is done."""
 
@@ -262,7 +276,6 @@ class EventConsumer:
     ) -> None:
         self.group_id = group_id
         self._consumer = KafkaConsumer(
-            *topics,
             bootstrap_servers=list(bootstrap_servers),
             group_id=group_id,
             client_id=f"{group_id}-{os.getpid()}",
@@ -275,6 +288,7 @@ class EventConsumer:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
+        self._consumer.subscribe(list(topics), listener=_AssignmentLog(group_id))
 
     def poll(self, *, timeout_seconds: float, max_records: int) -> list[IncomingMessage]:
         batches = self._consumer.poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)

@@ -1,5 +1,6 @@
 """The order consumer as a real process against a real broker: end to end, poison, crash, replay."""
 import json
+import signal
 
 import pytest
 from kafka import KafkaProducer
@@ -10,7 +11,15 @@ from outbox.models import OutboxEvent
 from outbox.relay import outbox_drain
 from outbox.services import dead_letters_replay
 from resilience.models import DeadLetter
-from tests.support import ConsumerProcess, header, read_topic, wait_for
+from tests.support import (
+    ConsumerProcess,
+    TcpProxy,
+    committed_offsets,
+    header,
+    read_topic,
+    database_url_for_tests,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,3 +150,89 @@ def test_a_dead_letter_replayed_after_fixing_its_cause_is_processed_once(place_o
     wait_for(lambda: "duplicate delivery ignored" in consumer.log(), timeout=60, what="the second replay")
     assert PaymentTransaction.objects.filter(order=order).count() == 1
     assert MockGatewayCharge.objects.filter(idempotency_key=str(order.id)).count() == 1
+
+
+def _partition_of(broker, order_id: str) -> tuple[int, int]:
+    [record] = [r for r in read_topic(broker.bootstrap, ORDERS_CREATED) if r.key == order_id.encode()]
+    return record.partition, record.offset
+
+
+def test_a_database_outage_is_retried_without_dead_letter_or_offset_commit(place_order, consumers, broker):
+    from django.db import connection
+
+    proxy = TcpProxy(connection.settings_dict["HOST"] or "127.0.0.1", int(connection.settings_dict["PORT"] or 5432)).start()
+    row = place_order()
+    relay()
+    partition, offset = _partition_of(broker, row.aggregate_id)
+    proxy.cut()  # the consumer's PostgreSQL goes away (this test's own connection does not)
+    first = consumers(DATABASE_URL=database_url_for_tests(proxy.port))
+    wait_for(
+        lambda: first.log().count("infrastructure unavailable, retrying without committing") >= 3,
+        timeout=60,
+        what="the consumer to retry through the outage",
+    )
+    assert committed_offsets(broker.bootstrap, "order-service-group", ORDERS_CREATED).get(partition, 0) <= offset
+    assert not DeadLetter.objects.exists()
+    assert status(row.aggregate_id) == "PENDING"
+
+    first.process.kill()  # die mid-outage: the offset was never committed, so nothing is lost
+    first.process.wait(timeout=10)
+    proxy.restore()
+    consumers(DATABASE_URL=database_url_for_tests(proxy.port))
+
+    wait_for(lambda: status(row.aggregate_id) == "PAID", timeout=60, what="the redelivered event after the outage")
+    assert not DeadLetter.objects.exists()
+    wait_for(
+        lambda: committed_offsets(broker.bootstrap, "order-service-group", ORDERS_CREATED).get(partition) == offset + 1,
+        timeout=10,
+        what="the offset commit after the database commit",
+    )
+    proxy.cut()
+
+
+def test_sigterm_finishes_the_message_in_hand_then_commits_and_leaves(place_order, consumers, broker):
+    row = place_order()
+    relay()
+    partition, offset = _partition_of(broker, row.aggregate_id)
+    consumer = consumers(PAYMENT_MOCK_LATENCY_SECONDS="2.0")  # slow, but within the 5 s limit
+    wait_for(lambda: status(row.aggregate_id) == "PROCESSING", timeout=60, what="the payment to be under way")
+
+    consumer.process.send_signal(signal.SIGTERM)
+
+    assert consumer.wait(timeout=30) == 0
+    assert status(row.aggregate_id) == "PAID"  # finished, not abandoned
+    assert committed_offsets(broker.bootstrap, "order-service-group", ORDERS_CREATED)[partition] == offset + 1
+
+
+def _assigned(consumer: ConsumerProcess) -> set[str]:
+    """The partitions the consumer holds now, from its latest assignment log line."""
+    latest: set[str] = set()
+    for line in consumer.log().splitlines():
+        if '"partitions assigned"' in line:
+            latest = set(json.loads(line)["partitions"])
+        elif '"partitions revoked"' in line:
+            latest = set()
+    return latest
+
+
+def test_two_consumers_share_the_partitions_and_each_order_is_paid_once(place_order, consumers, broker):
+    first, second = consumers(), consumers()
+    wait_for(
+        lambda: _assigned(first) and _assigned(second) and len(_assigned(first) | _assigned(second)) == 3,
+        timeout=60,
+        what="both consumers to hold partitions",
+    )
+    rows = [place_order() for _ in range(6)]
+    OutboxEvent.objects.filter(id__in=[row.id for row in rows]).delete()  # sent below, two per partition
+    producer = KafkaProducer(bootstrap_servers=[broker.bootstrap])
+    for index, row in enumerate(rows):
+        headers = [(name, str(value).encode()) for name, value in row.headers.items()]
+        producer.send(ORDERS_CREATED, partition=index % 3, key=row.key.encode(), value=json.dumps(row.payload).encode(), headers=headers)
+    producer.flush()
+    producer.close()
+
+    wait_for(lambda: {status(row.aggregate_id) for row in rows} == {"PAID"}, timeout=60, what="all six orders paid")
+
+    assert PaymentTransaction.objects.filter(order_id__in=[row.aggregate_id for row in rows]).count() == 6
+    assert first.log().count("order payment recorded") >= 1 and second.log().count("order payment recorded") >= 1
+    assert first.log().count("order payment recorded") + second.log().count("order payment recorded") == 6
