@@ -34,12 +34,14 @@ from ecommerce.errors import InvalidRequest
 from ecommerce.pagination import page_of
 from ecommerce.problems import PROBLEM_CONTENT_TYPE, domain_error_body
 from orders.services import CustomerInfo, ShippingAddress
+from resilience.policies import policy
 
 _SESSION_ID = re.compile(rf"^[A-Za-z0-9._~-]{{1,{SESSION_ID_MAX_LENGTH}}}$")
 
 
 def selectors_timeout() -> AbstractContextManager[None]:
-    return statement_timeout(selectors.CATALOG_QUERY_TIMEOUT_MS)
+    """SPEC.md `catalogQuery`: a catalog read that takes longer is abandoned (503)."""
+    return statement_timeout(int(policy("catalogQuery").timeout_seconds * 1000))
 
 
 def session_id_valid(session_id: str) -> str:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from checkout.metrics import IDEMPOTENCY_CLEANUP_DELETED, IDEMPOTENCY_REPLAYS
 from checkout.models import IdempotencyRecord
+from ecommerce.db import delete_in_batches
 from ecommerce.errors import Conflict, DomainError, InvalidRequest, Unprocessable
 
 logger = logging.getLogger(__name__)
@@ -140,20 +141,8 @@ def idempotent_execute(
 
 def idempotency_records_expired_delete(*, batch_size: int) -> int:
     """Delete expired records a batch at a time, each batch its own short transaction."""
-    total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                IdempotencyRecord.objects.select_for_update(skip_locked=True)
-                .filter(expires_at__lte=timezone.now())
-                .order_by("id")
-                .values_list("id", flat=True)[:batch_size]
-            )
-            if not ids:
-                break
-            IdempotencyRecord.objects.filter(id__in=ids).delete()
-        total += len(ids)
-        IDEMPOTENCY_CLEANUP_DELETED.inc(len(ids))
+    total = delete_in_batches(IdempotencyRecord.objects.filter(expires_at__lte=timezone.now()), batch_size=batch_size)
     if total:
+        IDEMPOTENCY_CLEANUP_DELETED.inc(total)
         logger.info("idempotency records expired", extra={"deleted": total})
     return total

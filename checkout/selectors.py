@@ -2,17 +2,12 @@
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from checkout.cart_cache import cart_cache_get, cart_cache_set
 from checkout.models import Cart, CartItem, Category, Product
 from ecommerce.errors import NotFound
-
-# SPEC.md `catalogQuery`: a catalog read that takes longer is abandoned (503).
-CATALOG_QUERY_TIMEOUT_MS = 500
-
 
 def category_list() -> QuerySet[Category]:
     return Category.objects.order_by("name")
@@ -85,6 +80,3 @@ def cart_detail(*, session_id: str) -> dict[str, Any]:
     cart_cache_set(session_id, document)
     return document
 
-
-def cart_ttl() -> Any:
-    return settings.CART_IDLE_TTL

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from checkout.cart_cache import cart_cache_delete
 from checkout.models import Cart, CartItem, Category, Product
+from ecommerce.db import delete_in_batches
 from ecommerce.errors import Conflict, InvalidRequest, NotFound
 from orders.models import Order
 from orders.services import CustomerInfo, OrderLine, order_create
@@ -240,19 +241,8 @@ def cart_delete(*, session_id: str) -> None:
 
 
 def carts_expired_delete(*, batch_size: int) -> int:
-    """Delete idle-expired carts in small batches; return how many went."""
-    total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                Cart.objects.select_for_update(skip_locked=True)
-                .filter(expires_at__lte=timezone.now())
-                .values_list("id", flat=True)[:batch_size]
-            )
-            if not ids:
-                return total
-            Cart.objects.filter(id__in=ids).delete()
-        total += len(ids)
+    """Delete idle-expired carts (and their items) in small batches; return how many went."""
+    return delete_in_batches(Cart.objects.filter(expires_at__lte=timezone.now()), batch_size=batch_size)
 
 
 # Checkout ------------------------------------------------------------------

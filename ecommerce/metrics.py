@@ -63,11 +63,10 @@ class PlatformStateCollector:
 
 def metrics(request: HttpRequest) -> HttpResponse:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        processes = CollectorRegistry()
+        multiprocess.MultiProcessCollector(processes)
     else:
-        registry = CollectorRegistry()
-        for collector in list(REGISTRY._collector_to_names):
-            registry.register(collector)
-    registry.register(PlatformStateCollector())
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        processes = REGISTRY
+    shared_state = CollectorRegistry()
+    shared_state.register(PlatformStateCollector())
+    return HttpResponse(generate_latest(processes) + generate_latest(shared_state), content_type=CONTENT_TYPE_LATEST)

@@ -22,10 +22,10 @@ from ecommerce.kafka.client import (
     IncomingMessage,
     OutgoingMessage,
     SendStatus,
-    event_producer,
 )
 from ecommerce.kafka.topics import ORDERS_CREATED, dead_letter_topic
 from orders.processing import PoisonMessage, process_order_created_message
+from outbox.relay import outbox_producer
 from resilience.dead_letters import DeadLetterContext, dead_letter_headers, exception_class_name
 from resilience.models import DeadLetter
 
@@ -58,12 +58,7 @@ def dead_letter(message: IncomingMessage, error: BaseException, *, group: str, a
     )
     headers = dead_letter_headers(message.headers, context, error)
     target = dead_letter_topic(message.topic)
-    producer = event_producer(
-        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        timeout_seconds=10.0,
-        max_request_bytes=settings.KAFKA_MAX_REQUEST_BYTES,
-    )
-    [result] = producer.send_batch(
+    [result] = outbox_producer().send_batch(
         [
             OutgoingMessage(
                 topic=target,

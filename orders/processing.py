@@ -24,6 +24,7 @@ from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
 from ecommerce.correlation import set_correlation_id
+from ecommerce.db import delete_in_batches
 from ecommerce.kafka.client import IncomingMessage
 from ecommerce.kafka.topics import PAYMENTS_COMPLETED
 from orders.events import EVENT_VERSION, ORDER_CREATED, PAYMENT_COMPLETED, utc_timestamp
@@ -218,15 +219,4 @@ def process_order_created_message(message: IncomingMessage) -> Outcome:
 def processed_events_purge(*, older_than_days: int, batch_size: int) -> int:
     """Forget processed-event records after their retention, a batch per transaction."""
     cutoff = timezone.now() - timezone.timedelta(days=older_than_days)
-    total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                ProcessedEvent.objects.select_for_update(skip_locked=True)
-                .filter(processed_at__lt=cutoff)
-                .values_list("event_id", flat=True)[:batch_size]
-            )
-            if not ids:
-                return total
-            ProcessedEvent.objects.filter(event_id__in=ids).delete()
-        total += len(ids)
+    return delete_in_batches(ProcessedEvent.objects.filter(processed_at__lt=cutoff), batch_size=batch_size)

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ecommerce.db import delete_in_batches, in_batches
 from ecommerce.kafka.client import (
     EventProducer,
     OutgoingMessage,
@@ -27,8 +28,9 @@ from ecommerce.kafka.client import (
     event_producer,
     event_producer_reset,
 )
-from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED, PURGED, REQUEUED
+from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED, PURGED
 from outbox.models import OutboxEvent, OutboxStatus
+from outbox.services import outbox_rows_requeue
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
 from resilience.retry import backoff_seconds
@@ -181,7 +183,7 @@ def outbox_batch_publish(
 ) -> BatchReport:
     """Claim one batch, publish it, record each row's outcome; all in one transaction."""
     breaker = breaker or breaker_for(POLICY)
-    producer_factory = producer_factory or _default_producer
+    producer_factory = producer_factory or outbox_producer
     report = BatchReport()
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
     if breaker.state() != State.CLOSED:
@@ -250,7 +252,8 @@ def outbox_batch_publish(
     return report
 
 
-def _default_producer() -> EventProducer:
+def outbox_producer() -> EventProducer:
+    """This process's producer, configured by the `kafkaPublisher` policy (one per process: see event_producer)."""
     return event_producer(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
         timeout_seconds=policy(POLICY).timeout_seconds,
@@ -277,23 +280,12 @@ def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: in
 
 def outbox_failed_requeue(*, batch_size: int) -> int:
     """Put FAILED rows back to PENDING with fresh attempts; return how many."""
-    total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                OutboxEvent.objects.select_for_update(skip_locked=True)
-                .filter(status=OutboxStatus.FAILED)
-                .order_by("id")
-                .values_list("id", flat=True)[:batch_size]
-            )
-            if not ids:
-                break
-            OutboxEvent.objects.filter(id__in=ids).update(
-                status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None
-            )
-        total += len(ids)
+    total = in_batches(
+        OutboxEvent.objects.filter(status=OutboxStatus.FAILED),
+        batch_size=batch_size,
+        apply=lambda ids: outbox_rows_requeue(ids=ids),
+    )
     if total:
-        REQUEUED.inc(total)
         logger.warning("requeued failed outbox rows", extra={"event": "resilience", "requeued": total})
     return total
 
@@ -301,20 +293,10 @@ def outbox_failed_requeue(*, batch_size: int) -> int:
 def outbox_published_purge(*, older_than: timedelta, batch_size: int) -> int:
     """Delete PUBLISHED rows older than the retention, one short transaction per batch."""
     cutoff = timezone.now() - older_than
-    total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                OutboxEvent.objects.select_for_update(skip_locked=True)
-                .filter(status=OutboxStatus.PUBLISHED, published_at__lt=cutoff)
-                .order_by("id")
-                .values_list("id", flat=True)[:batch_size]
-            )
-            if not ids:
-                break
-            OutboxEvent.objects.filter(id__in=ids).delete()
-        total += len(ids)
-        PURGED.inc(len(ids))
+    total = delete_in_batches(
+        OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED, published_at__lt=cutoff), batch_size=batch_size
+    )
+    PURGED.inc(total)
     return total
 
 

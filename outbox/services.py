@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from outbox.metrics import REQUEUED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_wake_on_commit
 
@@ -42,9 +43,7 @@ def outbox_event_create(
 
 
 def outbox_rows_requeue(*, ids: list[int]) -> int:
-    """Put the given FAILED rows back to PENDING with fresh attempts (admin action)."""
-    from outbox.metrics import REQUEUED
-
+    """Put the given FAILED rows back to PENDING with fresh attempts (admin action and requeue job)."""
     updated = OutboxEvent.objects.filter(id__in=ids, status=OutboxStatus.FAILED).update(
         status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None
     )

@@ -40,7 +40,7 @@ def outbox_relay_wake() -> None:
     if _suspension.active():
         return
     try:
-        if not _redis().set(FLAG_KEY, "1", nx=True, ex=FLAG_TTL_SECONDS):
+        if not _flag_set():
             return  # a run is already on its way and will see this row
         from outbox.tasks import relay
 
@@ -82,9 +82,14 @@ def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
             return  # a commit after the clear already enqueued the next run
 
 
+def _flag_set() -> bool:
+    """Take the wake-up flag; False if it is already set."""
+    return bool(_redis().set(FLAG_KEY, "1", nx=True, ex=FLAG_TTL_SECONDS))
+
+
 def _flag_take() -> bool:
     try:
-        return bool(_redis().set(FLAG_KEY, "1", nx=True, ex=FLAG_TTL_SECONDS))
+        return _flag_set()
     except Exception:
         return True  # keep draining; without Redis the flag means nothing anyway
 

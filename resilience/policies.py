@@ -4,7 +4,7 @@
 defaults below, so an environment changes a number without touching code.
 """
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +28,6 @@ class Policy:
     breaker: BreakerConfig | None = None
     retry: RetryConfig | None = None
     timeout_seconds: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 DEFAULT_POLICIES: dict[str, Policy] = {

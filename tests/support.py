@@ -127,21 +127,25 @@ def database_url_for_tests(port: int | None = None) -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{port or db['PORT'] or 5432}/{db['NAME']}"
 
 
+def platform_process_env(**overrides: str) -> dict[str, str]:
+    """The environment for a platform process (worker, consumer) that shares this test's services."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
+        **overrides,
+    }
+
+
 class CeleryWorker:
     """A real Celery worker process on the test database, consuming a queue of its own."""
 
     def __init__(self, *, queue: str, env: dict[str, str] | None = None) -> None:
         self.queue = queue
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
-            "DATABASE_URL": database_url_for_tests(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
-            "LOG_LEVEL": "WARNING",
-            **(env or {}),
-        }
+        self.env = platform_process_env(**{"LOG_LEVEL": "WARNING", **(env or {})})
         self.name = f"worker-{uuid.uuid4().hex[:8]}@%h"
         self.process: subprocess.Popen | None = None
 
@@ -178,21 +182,16 @@ class ConsumerProcess:
 
     def __init__(self, *, bootstrap: str, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
-            "DATABASE_URL": database_url_for_tests(),
+        defaults = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             # Connections reused across messages, as in production, so a cut one is noticed.
             "DATABASE_CONN_MAX_AGE": "60",
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",
             "CONSUMER_RETRY_BACKOFF_SECONDS": "0.05",
             "PAYMENT_MOCK_LATENCY_SECONDS": "0.01",
-            **(env or {}),
         }
+        self.env = platform_process_env(**{**defaults, **(env or {})})
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "ConsumerProcess":
