@@ -6,13 +6,14 @@ its chart is inline SVG drawn here, so it needs no script and no network.
 """
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from ecommerce.overview import Activity, ActivitySeries, Unavailable, overview_snapshot
+from ecommerce.overview import Activity, ActivitySeries, Snapshot, Unavailable, overview_snapshot
 
 admin.site.index_template = "ecommerce/admin/index.html"
 
@@ -71,6 +72,33 @@ def sparklines(activity: Activity | Unavailable) -> list[Sparkline]:
     return lines
 
 
+@dataclass(frozen=True)
+class Section:
+    """One box of the page: the figure, or "unavailable" with the reason, around the figure's own template."""
+
+    id: str
+    title: str
+    figure: Any
+    template: str
+    wide: bool = False
+
+
+def sections(snapshot: Snapshot) -> list[Section]:
+    def section(id: str, title: str, name: str, *, wide: bool = False) -> Section:
+        return Section(id, title, getattr(snapshot, name), f"ecommerce/admin/overview/{name}.html", wide)
+
+    return [
+        section("outbox-backlog", "Outbox backlog", "outbox_backlog"),
+        section("outbox-failed", "Outbox rows failed", "outbox_failed"),
+        section("breakers", "Circuit breakers", "breakers"),
+        section("dead-letters", "Dead letters unresolved", "dead_letters"),
+        section("consumer-lag", "Order consumer lag", "consumer_lag"),
+        section("stuck-orders", "Stuck orders", "stuck_orders"),
+        section("periodic-jobs", "Periodic jobs", "periodic_jobs", wide=True),
+        section("activity", "Last hour, per minute", "activity", wide=True),
+    ]
+
+
 def resilience_overview(request: HttpRequest) -> TemplateResponse:
     """Render the resilience overview (staff only: wrapped in `admin.site.admin_view`)."""
     snapshot = overview_snapshot()
@@ -78,6 +106,7 @@ def resilience_overview(request: HttpRequest) -> TemplateResponse:
         **admin.site.each_context(request),
         "title": "Resilience overview",
         "snapshot": snapshot,
+        "sections": sections(snapshot),
         "sparklines": sparklines(snapshot.activity),
         "chart_width": CHART_WIDTH,
         "chart_height": CHART_HEIGHT,

@@ -8,10 +8,8 @@ import base64
 import io
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,13 +24,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from orders.models import Order, OrderStatus
-from outbox.models import OutboxEvent, OutboxStatus
+from orders.models import OrderStatus
+from outbox.models import OutboxStatus
 from resilience.breaker import State
-from resilience.models import DeadLetter
 from resilience.policies import breaker_for
 from tests.factories import UserFactory
-from tests.support import outbox_test_event
+from tests.ops.states import dead_letter, order_aged, outbox_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,21 +92,6 @@ def action_names(browser: WebDriver) -> set[str]:
     return {option.get_attribute("value") for option in browser.find_elements(By.CSS_SELECTOR, "select[name=action] option")}
 
 
-def order(status: str, *, age: timedelta) -> Order:
-    created = Order.objects.create(
-        order_number=f"ORD-TEST-{uuid.uuid4().hex[:10].upper()}",
-        customer_name="Ada Lovelace",
-        customer_email="ada@example.com",
-        customer_phone="+15551234567",
-        shipping_address={"city": "London"},
-        subtotal=Decimal("19.99"),
-        status=status,
-    )
-    moment = timezone.now() - age
-    Order.objects.filter(pk=created.pk).update(created_at=moment, updated_at=moment)
-    return created
-
-
 def open_payment_breaker() -> None:
     """Fail calls through the shared paymentService breaker until it opens, as failing payments would."""
     breaker = breaker_for("paymentService")
@@ -139,25 +121,14 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     # unresolved dead letter, a stuck and a fresh PENDING order, installed jobs.
     staff = UserFactory(is_staff=True, is_superuser=True)
     open_payment_breaker()
-    failed_row = outbox_test_event(f"failed-{uuid.uuid4().hex[:8]}")
-    OutboxEvent.objects.filter(pk=failed_row.pk).update(status=OutboxStatus.FAILED, attempts=5, last_error="broker down")
-    pending_row = outbox_test_event(f"pending-{uuid.uuid4().hex[:8]}")
-    OutboxEvent.objects.filter(pk=pending_row.pk).update(created_at=timezone.now() - timedelta(minutes=3))
-    published_row = outbox_test_event(f"published-{uuid.uuid4().hex[:8]}")
-    OutboxEvent.objects.filter(pk=published_row.pk).update(status=OutboxStatus.PUBLISHED, published_at=timezone.now())
-    dead_letter = DeadLetter.objects.create(
-        original_topic="orders.created", original_partition=1, original_offset=42, consumer_group="order-service-group",
-        dead_letter_topic="orders.created.dlq", value="not json", headers=[],
-        exception_class="json.decoder.JSONDecodeError", exception_message="Expecting value", stack_trace="", attempts=1,
-    )  # fmt: skip
-    DeadLetter.objects.create(
-        original_topic="orders.created", original_partition=1, original_offset=43, consumer_group="order-service-group",
-        dead_letter_topic="orders.created.dlq", value="fixed", headers=[], resolved_at=timezone.now(),
-        exception_class="json.decoder.JSONDecodeError", exception_message="Expecting value", stack_trace="", attempts=1,
-    )  # fmt: skip
+    failed_row = outbox_row(OutboxStatus.FAILED)
+    pending_row = outbox_row(OutboxStatus.PENDING, created_at=timezone.now() - timedelta(minutes=3))
+    outbox_row(OutboxStatus.PUBLISHED, published_at=timezone.now())
+    unresolved = dead_letter(offset=42)
+    dead_letter(offset=43, resolved=True)
     settings.ORDER_RECONCILE_AFTER_SECONDS = 120
-    stuck = order(OrderStatus.PENDING, age=timedelta(minutes=10))
-    fresh = order(OrderStatus.PENDING, age=timedelta(seconds=5))
+    stuck = order_aged(OrderStatus.PENDING, age=timedelta(minutes=10))
+    fresh = order_aged(OrderStatus.PENDING, age=timedelta(seconds=5))
     call_command("setup_schedules", stdout=io.StringIO())
     PeriodicTask.objects.filter(task="outbox.relay").update(last_run_at=timezone.now())
 
@@ -216,7 +187,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     path, query, rows = follow(browser, '#dead-letters tr[data-topic="orders.created"] a')
     assert path == "/admin/resilience/deadletter/"
     assert query == {"original_topic__exact": ["orders.created"], "resolved_at__isempty": ["1"]}
-    assert len(rows) == 1 and rows[0].startswith(f"{dead_letter.pk} orders.created 1 42")
+    assert len(rows) == 1 and rows[0].startswith(f"{unresolved.pk} orders.created 1 42")
     assert {"replay", "resolve"} <= action_names(browser)
 
     browser.get(overview)

@@ -2,10 +2,8 @@
 import io
 import socket
 import time
-import uuid
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,32 +23,17 @@ from ecommerce.overview import (
     overview_snapshot,
     periodic_jobs,
 )
-from orders.models import Order, OrderStatus
-from outbox.models import OutboxEvent, OutboxStatus
+from orders.models import OrderStatus
+from outbox.models import OutboxStatus
 from resilience.breaker import State
 from resilience.policies import breaker_for, breakers_reset
 from tests.factories import UserFactory
-from tests.support import TcpProxy, outbox_test_event
+from tests.ops.states import order_aged, outbox_row
+from tests.support import TcpProxy
 
 pytestmark = pytest.mark.django_db
 
 OVERVIEW = "/admin/resilience-overview/"
-
-
-def order(status: str, *, age: timedelta) -> Order:
-    """An order last changed `age` ago (update() skips auto_now, as a stalled order looks)."""
-    created = Order.objects.create(
-        order_number=f"ORD-TEST-{uuid.uuid4().hex[:10]}",
-        customer_name="Ada Lovelace",
-        customer_email="ada@example.com",
-        customer_phone="+15551234567",
-        shipping_address={"city": "London"},
-        subtotal=Decimal("19.99"),
-        status=status,
-    )
-    moment = timezone.now() - age
-    Order.objects.filter(pk=created.pk).update(created_at=moment, updated_at=moment)
-    return created
 
 
 def changelist_rows(admin_client, url: str, *needles: str) -> set[str]:
@@ -87,10 +70,10 @@ class TestStuckOrders:
         self, settings, admin_client
     ):
         settings.ORDER_RECONCILE_AFTER_SECONDS = 300
-        stuck_pending = order(OrderStatus.PENDING, age=timedelta(seconds=400))
-        fresh_pending = order(OrderStatus.PENDING, age=timedelta(seconds=200))
-        stuck_processing = order(OrderStatus.PROCESSING, age=timedelta(seconds=400))
-        old_paid = order(OrderStatus.PAID, age=timedelta(seconds=4000))
+        stuck_pending = order_aged(OrderStatus.PENDING, age=timedelta(seconds=400))
+        fresh_pending = order_aged(OrderStatus.PENDING, age=timedelta(seconds=200))
+        stuck_processing = order_aged(OrderStatus.PROCESSING, age=timedelta(seconds=400))
+        old_paid = order_aged(OrderStatus.PAID, age=timedelta(seconds=4000))
 
         figure = orders_stuck(now=timezone.now())
 
@@ -104,8 +87,8 @@ class TestStuckOrders:
     def test_threshold_defaults_to_two_minutes_until_the_setting_exists(self, settings):
         if hasattr(settings, "ORDER_RECONCILE_AFTER_SECONDS"):
             del settings.ORDER_RECONCILE_AFTER_SECONDS
-        order(OrderStatus.PENDING, age=timedelta(seconds=150))
-        order(OrderStatus.PENDING, age=timedelta(seconds=60))
+        order_aged(OrderStatus.PENDING, age=timedelta(seconds=150))
+        order_aged(OrderStatus.PENDING, age=timedelta(seconds=60))
 
         figure = orders_stuck(now=timezone.now())
 
@@ -149,9 +132,8 @@ class TestActivity:
     def test_counts_each_minute_of_the_last_hour(self):
         now = timezone.now().replace(second=30)
         for age in (timedelta(0), timedelta(0), timedelta(minutes=5), timedelta(minutes=90)):
-            row = outbox_test_event(f"agg-{uuid.uuid4().hex}")
-            OutboxEvent.objects.filter(pk=row.pk).update(status=OutboxStatus.PUBLISHED, published_at=now - age)
-        order(OrderStatus.PAID, age=timedelta(minutes=1))
+            outbox_row(OutboxStatus.PUBLISHED, published_at=now - age)
+        order_aged(OrderStatus.PAID, age=timedelta(minutes=1))
 
         figure = activity(now=now)
 
@@ -243,9 +225,8 @@ class TestSourcesDown:
         return content
 
     def given_database_figures(self) -> None:
-        row = outbox_test_event(f"agg-{uuid.uuid4().hex}")
-        OutboxEvent.objects.filter(pk=row.pk).update(status=OutboxStatus.FAILED)
-        order(OrderStatus.PENDING, age=timedelta(hours=1))
+        outbox_row(OutboxStatus.FAILED)
+        order_aged(OrderStatus.PENDING, age=timedelta(hours=1))
 
     def test_redis_and_kafka_refusing_connections(self, admin_client, settings, redis_unreachable):
         kafka_host, kafka_port = settings.KAFKA_BOOTSTRAP_SERVERS[0].split(":")
