@@ -1,8 +1,9 @@
 """The admin's resilience overview page, linked from the admin index.
 
 `ecommerce/urls.py` includes this module's `urlpatterns` under
-`admin/resilience-overview/`. The page renders `ecommerce.overview.overview_snapshot()` and nothing else;
-its chart is inline SVG drawn here, so it needs no script and no network.
+`admin/resilience-overview/`. The page renders `ecommerce.overview.overview_snapshot()`
+and nothing else; its chart is inline SVG drawn here, so it needs no script and
+no network.
 """
 from dataclasses import dataclass
 from datetime import datetime, timedelta

@@ -1,7 +1,7 @@
 """The resilience overview: one snapshot of every mechanism's state, for a person on call.
 
-Each figure is read by one small function, bounded to about a second, and a
-figure whose source is down (PostgreSQL, Redis, Kafka) comes back as
+Each figure is read by one small function, each of its reads bounded to about
+a second, and a figure whose source is down (PostgreSQL, Redis, Kafka) comes back as
 `Unavailable` instead of failing the page: the page is most needed exactly
 when something is down. Each figure carries the admin changelist URL that
 explains it, filtered to the rows it counts, where the admin's actions
