@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    path("admin/resilience-overview/", include("ecommerce.admin")),
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),
 ]

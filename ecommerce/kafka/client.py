@@ -14,8 +14,8 @@ from enum import Enum
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.admin import NewTopic, OffsetSpec
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, for_code
 
 from ecommerce.kafka.topics import TOPICS, TopicSpec
 
@@ -79,6 +79,52 @@ def broker_ping(*, bootstrap_servers: Sequence[str], timeout_seconds: float) -> 
         raise ConnectionError(f"Kafka did not answer: {error!r}") from error
     finally:
         admin.close()
+
+
+def consumer_group_lag(
+    *, bootstrap_servers: Sequence[str], group_id: str, topic: str, timeout_seconds: float
+) -> dict[int, int]:
+    """Return the group's lag on each partition of `topic`: high watermark minus committed offset.
+
+    A partition the group never committed on counts from its earliest offset,
+    as the consumers (auto_offset_reset=earliest) would start there. Only
+    admin requests are made, so reading the lag never joins or disturbs the
+    group. Raises ConnectionError when the broker cannot be reached or does
+    not answer within about `timeout_seconds`: each request is bounded by it,
+    and no request starts once it has passed.
+    """
+    deadline = time.monotonic() + timeout_seconds
+
+    def in_time() -> None:
+        if time.monotonic() > deadline:
+            raise ConnectionError(f"Kafka did not answer within {timeout_seconds}s")
+
+    broker_ping(bootstrap_servers=bootstrap_servers, timeout_seconds=timeout_seconds)
+    in_time()
+    admin = _admin(bootstrap_servers, timeout_seconds)
+    try:
+        in_time()
+        (described,) = admin.describe_topics([topic])
+        if described["error_code"]:
+            raise for_code(described["error_code"])(topic)
+        partitions = [TopicPartition(topic, info["partition_index"]) for info in described["partitions"]]
+        timeout_ms = int(timeout_seconds * 1000)
+        in_time()
+        latest = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST), timeout_ms=timeout_ms)
+        in_time()
+        earliest = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.EARLIEST), timeout_ms=timeout_ms)
+        in_time()
+        committed = admin.list_group_offsets({group_id: partitions}).get(group_id, {})
+    except KafkaError as error:
+        raise ConnectionError(f"Kafka did not answer: {error!r}") from error
+    finally:
+        admin.close()
+    lag = {}
+    for partition in partitions:
+        position = committed.get(partition)
+        start = position.offset if position is not None and position.offset >= 0 else earliest[partition].offset
+        lag[partition.partition] = max(latest[partition].offset - start, 0)
+    return lag
 
 
 # --- Producing -------------------------------------------------------------

@@ -1,0 +1,389 @@
+"""The resilience overview: one snapshot of every mechanism's state, for a person on call.
+
+Each figure is read by one small function, each of its reads bounded to about
+a second, and a figure whose source is down (PostgreSQL, Redis, Kafka) comes back as
+`Unavailable` instead of failing the page: the page is most needed exactly
+when something is down. Each figure carries the admin changelist URL that
+explains it, filtered to the rows it counts, where the admin's actions
+(outbox requeue, dead-letter replay and resolve) fix them. The admin page
+(`ecommerce/admin.py`) only renders the snapshot.
+"""
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.db.models import Count
+from django.db.models.functions import TruncMinute
+from django.urls import reverse
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from ecommerce.kafka.client import consumer_group_lag
+from ecommerce.kafka.topics import ORDERS_CREATED
+from orders.models import Order, OrderStatus
+from outbox.models import OutboxEvent, OutboxStatus
+from resilience.models import DeadLetter
+from resilience.policies import DEFAULT_POLICIES, breaker_for
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# What "about a second" means for one figure: a dead dependency costs the page
+# this long, not a request timeout. Redis reads are bounded tighter by the
+# breaker store's own socket timeout (REDIS_SOCKET_TIMEOUT_SECONDS).
+READ_TIMEOUT_SECONDS = 1.0
+# Until the reconciliation setting exists everywhere: its documented default.
+DEFAULT_RECONCILE_AFTER_SECONDS = 120
+# A job whose last run is older than this many intervals has missed at least
+# two runs in a row: one late run is jitter, two is a stopped beat or worker.
+STALE_AFTER_INTERVALS = 3
+ACTIVITY_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A figure whose source could not be read within its time bound."""
+
+    reason: str
+    unavailable: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    pending: int
+    oldest_pending_at: datetime | None
+    url: str
+
+
+@dataclass(frozen=True)
+class OutboxFailed:
+    failed: int
+    url: str
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    name: str
+    state: str  # CLOSED, OPEN or HALF_OPEN
+    changed_at: datetime | None  # None: the state document does not say
+    url: str
+
+
+@dataclass(frozen=True)
+class DeadLetterTopic:
+    topic: str
+    unresolved: int
+    url: str
+
+
+@dataclass(frozen=True)
+class DeadLettersUnresolved:
+    topics: list[DeadLetterTopic]
+    url: str
+
+    @property
+    def total(self) -> int:
+        return sum(topic.unresolved for topic in self.topics)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    partition: int
+    lag: int
+
+
+@dataclass(frozen=True)
+class ConsumerLag:
+    group: str
+    topic: str
+    partitions: list[PartitionLag]
+    url: str
+
+    @property
+    def total(self) -> int:
+        return sum(partition.lag for partition in self.partitions)
+
+
+@dataclass(frozen=True)
+class StuckStatus:
+    status: str
+    count: int
+    url: str
+
+
+@dataclass(frozen=True)
+class StuckOrders:
+    threshold_seconds: int
+    cutoff: datetime
+    statuses: list[StuckStatus]
+
+    @property
+    def total(self) -> int:
+        return sum(status.count for status in self.statuses)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    task: str  # the Celery task name, as the job metrics label it
+    enabled: bool
+    every_seconds: int | None  # None: a crontab or other non-interval schedule
+    last_run_at: datetime | None
+    stale: bool
+    url: str
+
+
+@dataclass(frozen=True)
+class ActivitySeries:
+    name: str
+    per_minute: list[int]
+    url: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_minute)
+
+
+@dataclass(frozen=True)
+class Activity:
+    since: datetime
+    series: list[ActivitySeries]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: datetime
+    outbox_backlog: OutboxBacklog | Unavailable
+    outbox_failed: OutboxFailed | Unavailable
+    breakers: list[BreakerState] | Unavailable
+    dead_letters: DeadLettersUnresolved | Unavailable
+    consumer_lag: ConsumerLag | Unavailable
+    stuck_orders: StuckOrders | Unavailable
+    periodic_jobs: list[PeriodicJob] | Unavailable
+    activity: Activity | Unavailable
+
+
+def _changelist(model: type[models.Model], **filters: Any) -> str:
+    """The admin changelist URL of `model`, filtered with the admin's own query parameters."""
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return f"{url}?{urlencode(filters)}" if filters else url
+
+
+def _query_value(moment: datetime) -> str:
+    """A datetime as the changelist's query string takes it: ISO 8601 with its offset."""
+    return moment.astimezone(dt_timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _bounded_queries() -> Iterator[None]:
+    """Run the block's queries in a transaction whose statements give up after READ_TIMEOUT_SECONDS."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(READ_TIMEOUT_SECONDS * 1000)}")
+        yield
+
+
+def outbox_backlog() -> OutboxBacklog:
+    """Count PENDING outbox rows and find the oldest one's creation time."""
+    with _bounded_queries():
+        pending = OutboxEvent.objects.filter(status=OutboxStatus.PENDING)
+        count = pending.count()
+        oldest = pending.order_by("id").values_list("created_at", flat=True).first()
+    return OutboxBacklog(pending=count, oldest_pending_at=oldest, url=_changelist(OutboxEvent, status__exact="PENDING"))
+
+
+def outbox_failed() -> OutboxFailed:
+    """Count FAILED outbox rows: given up on, waiting for a requeue."""
+    with _bounded_queries():
+        count = OutboxEvent.objects.filter(status=OutboxStatus.FAILED).count()
+    return OutboxFailed(failed=count, url=_changelist(OutboxEvent, status__exact="FAILED"))
+
+
+def _breaker_explained_by(name: str) -> str:
+    """Where a breaker's effect shows: the rows it holds back or the orders it failed."""
+    if name == "kafkaPublisher":
+        return _changelist(OutboxEvent, status__exact="PENDING")
+    return _changelist(Order, payment_status__exact="FAILED")
+
+
+def breaker_states() -> list[BreakerState]:
+    """Read every breaker's shared state document from Redis.
+
+    Read from the shared store itself, not through `CircuitBreaker.state()`,
+    which falls back to this process's own state when Redis is down: the
+    page would then show CLOSED for a breaker that is open everywhere else.
+    """
+    states = []
+    for name, policy in DEFAULT_POLICIES.items():
+        if policy.breaker is None:
+            continue
+        document = breaker_for(name).store.read(name)
+        changed_at = document.get("changed_at")
+        states.append(
+            BreakerState(
+                name=name,
+                state=document["state"],
+                changed_at=datetime.fromtimestamp(changed_at, tz=dt_timezone.utc) if changed_at else None,
+                url=_breaker_explained_by(name),
+            )
+        )
+    return states
+
+
+def dead_letters_unresolved() -> DeadLettersUnresolved:
+    """Count unresolved dead letters by original topic."""
+    with _bounded_queries():
+        rows = (
+            DeadLetter.objects.filter(resolved_at__isnull=True)
+            .values_list("original_topic")
+            .annotate(count=Count("id"))
+            .order_by("original_topic")
+        )
+        counts = list(rows)
+    return DeadLettersUnresolved(
+        topics=[
+            DeadLetterTopic(
+                topic=topic,
+                unresolved=count,
+                url=_changelist(DeadLetter, original_topic__exact=topic, resolved_at__isempty="1"),
+            )
+            for topic, count in counts
+        ],
+        url=_changelist(DeadLetter, resolved_at__isempty="1"),
+    )
+
+
+def consumer_lag() -> ConsumerLag:
+    """Read the order consumer group's lag on each partition of `orders.created` from the broker."""
+    group = settings.ORDERS_CONSUMER_GROUP
+    lag = consumer_group_lag(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        group_id=group,
+        topic=ORDERS_CREATED,
+        timeout_seconds=READ_TIMEOUT_SECONDS,
+    )
+    return ConsumerLag(
+        group=group,
+        topic=ORDERS_CREATED,
+        partitions=[PartitionLag(partition, lag[partition]) for partition in sorted(lag)],
+        # What lag means for a customer: orders still waiting for the consumer.
+        url=_changelist(Order, status__exact="PENDING"),
+    )
+
+
+def orders_stuck(*, now: datetime) -> StuckOrders:
+    """Count orders left PENDING or PROCESSING for longer than the reconciliation threshold."""
+    threshold = int(getattr(settings, "ORDER_RECONCILE_AFTER_SECONDS", DEFAULT_RECONCILE_AFTER_SECONDS))
+    cutoff = (now - timedelta(seconds=threshold)).replace(microsecond=0)
+    statuses = [OrderStatus.PENDING, OrderStatus.PROCESSING]
+    with _bounded_queries():
+        counts = dict(
+            Order.objects.filter(status__in=statuses, updated_at__lt=cutoff)
+            .values_list("status")
+            .annotate(count=Count("id"))
+            .order_by()
+        )
+    return StuckOrders(
+        threshold_seconds=threshold,
+        cutoff=cutoff,
+        statuses=[
+            StuckStatus(
+                status=status,
+                count=counts.get(status, 0),
+                url=_changelist(Order, status__exact=status, updated_at__lt=_query_value(cutoff)),
+            )
+            for status in statuses
+        ],
+    )
+
+
+def periodic_jobs(*, now: datetime) -> list[PeriodicJob]:
+    """List each periodic job with its last run.
+
+    `last_run_at` is when beat last sent the task, not when a worker finished
+    it: a job whose worker is down still looks on time here.
+    """
+    with _bounded_queries():
+        tasks = list(PeriodicTask.objects.select_related("interval").order_by("name"))
+    jobs = []
+    for task in tasks:
+        every = int(task.interval.schedule.run_every.total_seconds()) if task.interval else None
+        stale = task.enabled and every is not None and (
+            task.last_run_at is None or now - task.last_run_at > timedelta(seconds=STALE_AFTER_INTERVALS * every)
+        )
+        jobs.append(
+            PeriodicJob(
+                name=task.name,
+                task=task.task,
+                enabled=task.enabled,
+                every_seconds=every,
+                last_run_at=task.last_run_at,
+                stale=stale,
+                url=_changelist(PeriodicTask, task__exact=task.task),
+            )
+        )
+    return jobs
+
+
+def _per_minute(queryset: models.QuerySet, field_name: str, since: datetime) -> list[int]:
+    counts = dict(
+        queryset.filter(**{f"{field_name}__gte": since})
+        .annotate(minute=TruncMinute(field_name))
+        .values_list("minute")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return [counts.get(since + timedelta(minutes=index), 0) for index in range(ACTIVITY_MINUTES)]
+
+
+def activity(*, now: datetime) -> Activity:
+    """Count published events, checkouts (orders created) and dead letters in each minute of the last hour."""
+    since = now.replace(second=0, microsecond=0) - timedelta(minutes=ACTIVITY_MINUTES - 1)
+    with _bounded_queries():
+        published = _per_minute(OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED), "published_at", since)
+        checkouts = _per_minute(Order.objects.all(), "created_at", since)
+        dead_letters = _per_minute(DeadLetter.objects.all(), "created_at", since)
+    return Activity(
+        since=since,
+        series=[
+            ActivitySeries(
+                "Events published",
+                published,
+                _changelist(OutboxEvent, status__exact="PUBLISHED", published_at__gte=_query_value(since)),
+            ),
+            ActivitySeries("Checkouts", checkouts, _changelist(Order, created_at__gte=_query_value(since))),
+            ActivitySeries("Dead letters", dead_letters, _changelist(DeadLetter, created_at__gte=_query_value(since))),
+        ],
+    )
+
+
+def _figure(name: str, read: Callable[[], T]) -> T | Unavailable:
+    try:
+        return read()
+    except Exception as error:  # any failure of one source must leave the other figures readable
+        logger.warning("overview figure unavailable", extra={"figure": name, "error": repr(error)})
+        return Unavailable(reason=f"{type(error).__name__}: {error}"[:300])
+
+
+def overview_snapshot(*, now: datetime | None = None) -> Snapshot:
+    """Read every figure of the resilience overview, each on its own and within its bound."""
+    now = now or timezone.now()
+    return Snapshot(
+        taken_at=now,
+        outbox_backlog=_figure("outbox_backlog", outbox_backlog),
+        outbox_failed=_figure("outbox_failed", outbox_failed),
+        breakers=_figure("breakers", breaker_states),
+        dead_letters=_figure("dead_letters", dead_letters_unresolved),
+        consumer_lag=_figure("consumer_lag", consumer_lag),
+        stuck_orders=_figure("stuck_orders", lambda: orders_stuck(now=now)),
+        periodic_jobs=_figure("periodic_jobs", lambda: periodic_jobs(now=now)),
+        activity=_figure("activity", lambda: activity(now=now)),
+    )
