@@ -53,14 +53,24 @@ def idempotency_key_validate(key: str | None) -> str:
 
 
 def request_fingerprint(*, method: str, path: str, body: Any) -> str:
-    """Hash the request's canonical form: same JSON, any key order or spacing → same hash."""
-    canonical = json.dumps(
-        {"method": method.upper(), "path": path, "body": body},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """Hash the request's canonical form: same JSON, any key order or spacing → same hash.
+
+    The canonical form is checked first: a body that cannot be written as
+    UTF-8 JSON (a lone surrogate; the API's parser refuses those already) is
+    the client's error, never a crash.
+    """
+    try:
+        canonical = json.dumps(
+            {"method": method.upper(), "path": path, "body": body},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+    except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
+        raise InvalidRequest(
+            "The request body cannot be fingerprinted: it is not valid UTF-8 JSON.", problem_type="body-undecodable"
+        ) from error
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _lock_id(key: str) -> int:

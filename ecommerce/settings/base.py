@@ -27,8 +27,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ecommerce.slow_clients.RequestReadTimeoutMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "ecommerce.correlation.CorrelationIdMiddleware",
+    # Inside the correlation id (its problems carry it), outside everything
+    # that can answer an error page.
+    "ecommerce.problems.ApiProblemMiddleware",
     "ecommerce.problems.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files from gunicorn itself.
@@ -90,6 +94,13 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# Request limits (ecommerce/parsers.py, ecommerce/slow_clients.py). A body over
+# this many bytes answers 413; the largest legitimate body (a product with a
+# 10,000-character description) is far below it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
+# A client that sends nothing of its body for this long loses the request (408).
+REQUEST_READ_TIMEOUT_SECONDS = env.float("REQUEST_READ_TIMEOUT_SECONDS", default=10.0)
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
