@@ -9,6 +9,8 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import AccessToken
 
 from ecommerce.errors import DomainError
+from ecommerce.openapi import problem_responses
+from ecommerce.throttles import LoginClientThrottle, LoginUsernameThrottle
 
 
 class InvalidCredentials(DomainError):
@@ -24,14 +26,18 @@ def user_is_manager(user) -> bool:
 
 class IsManager(permissions.BasePermission):
     message = "This operation needs a manager."
+    # Methods anyone may call; the OpenAPI schema reads it (ecommerce.openapi).
+    anonymous_methods: tuple[str, ...] = ()
 
     def has_permission(self, request: Request, view) -> bool:
         return user_is_manager(request.user)
 
 
 class ManagerOrReadOnly(IsManager):
+    anonymous_methods = permissions.SAFE_METHODS
+
     def has_permission(self, request: Request, view) -> bool:
-        return request.method in permissions.SAFE_METHODS or super().has_permission(request, view)
+        return request.method in self.anonymous_methods or super().has_permission(request, view)
 
 
 class LoginInput(serializers.Serializer):
@@ -42,13 +48,22 @@ class LoginInput(serializers.Serializer):
 class LoginApi(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    # Brute force: attempts per address and per username, shared through Redis.
+    throttle_classes = [LoginClientThrottle, LoginUsernameThrottle]
 
     @extend_schema(
         request=LoginInput,
-        responses=inline_serializer(
-            "LoginOutput",
-            {"accessToken": serializers.CharField(), "tokenType": serializers.CharField(), "expiresIn": serializers.IntegerField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "LoginOutput",
+                {
+                    "accessToken": serializers.CharField(),
+                    "tokenType": serializers.CharField(),
+                    "expiresIn": serializers.IntegerField(),
+                },
+            ),
+            **problem_responses(401),
+        },
     )
     def post(self, request: Request) -> Response:
         data = LoginInput(data=request.data)
