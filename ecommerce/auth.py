@@ -1,6 +1,12 @@
-"""Manager authentication: `POST /auth/login` issues a bearer token (simplejwt)."""
+"""Manager authentication (`POST /auth/login` issues a bearer token, simplejwt) and /metrics access."""
+import hmac
+import ipaddress
+from collections.abc import Callable
+from functools import wraps
+
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
@@ -10,6 +16,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from ecommerce.errors import DomainError
 from ecommerce.openapi import problem_responses
+from ecommerce.problems import problem_response
 from ecommerce.throttles import LoginClientThrottle, LoginUsernameThrottle
 
 
@@ -79,3 +86,36 @@ class LoginApi(APIView):
                 "expiresIn": int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()),
             }
         )
+
+
+def metrics_access(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """Let a scrape through with `Authorization: Bearer <METRICS_BEARER_TOKEN>` or from `METRICS_ALLOWED_NETWORKS`.
+
+    Only where `METRICS_AUTH_REQUIRED` (production settings). The address is
+    REMOTE_ADDR, never a forwarded header: Prometheus scrapes gunicorn
+    directly, and the public reverse proxy does not serve /metrics at all.
+    """
+
+    @wraps(view)
+    def guarded(request: HttpRequest) -> HttpResponse:
+        if not settings.METRICS_AUTH_REQUIRED or _metrics_token_valid(request) or _metrics_network_allowed(request):
+            return view(request)
+        response = problem_response(status_code=401, detail="/metrics needs a bearer token or an allowed network.")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+
+    return guarded
+
+
+def _metrics_token_valid(request: HttpRequest) -> bool:
+    expected = settings.METRICS_BEARER_TOKEN
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected.encode())
+
+
+def _metrics_network_allowed(request: HttpRequest) -> bool:
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in settings.METRICS_ALLOWED_NETWORKS)

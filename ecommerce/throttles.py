@@ -10,6 +10,8 @@ import hashlib
 import logging
 from typing import Any
 
+from django.core.cache import cache
+from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -17,27 +19,42 @@ from rest_framework.throttling import SimpleRateThrottle
 logger = logging.getLogger(__name__)
 
 
+class _FailOpenCache:
+    """Django's cache for the throttles, where an unreachable Redis counts nothing.
+
+    Redis is an accelerator in this platform, never a reason to refuse a
+    customer: a cache error lets the request through and is logged.
+    """
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return cache.get(key, default)
+        except (RedisError, OSError) as error:
+            _log_unavailable(error)
+            return default
+
+    def set(self, key: str, value: Any, timeout: float | None = None) -> None:
+        try:
+            cache.set(key, value, timeout)
+        except (RedisError, OSError) as error:
+            _log_unavailable(error)
+
+
+def _log_unavailable(error: Exception) -> None:
+    logger.warning("throttle store unavailable; request allowed", extra={"event": "resilience", "error": repr(error)})
+
+
 class _SharedRateThrottle(SimpleRateThrottle):
-    """A throttle that reads its rate per request and lets requests through when Redis is down.
+    """A throttle whose counts live in Redis, read per request, failing open.
 
     DRF reads the rates once at import; reading them here lets settings
-    overrides (and tests) take effect. Redis is an accelerator in this
-    platform, never a reason to refuse a customer: a cache error allows the
-    request and is logged.
+    overrides (and tests) take effect.
     """
+
+    cache = _FailOpenCache()
 
     def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except Exception as error:  # redis-py's errors, whatever the cause
-            logger.warning(
-                "throttle unavailable; request allowed",
-                extra={"event": "resilience", "scope": self.scope, "error": repr(error)},
-            )
-            return True
 
     def _key(self, ident: str) -> str:
         # Hashed: a username may be any text, and keys should be short and plain.

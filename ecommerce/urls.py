@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from checkout import apis as checkout_apis
 from ecommerce import health
-from ecommerce.auth import LoginApi
+from ecommerce.auth import LoginApi, metrics_access
 from ecommerce.metrics import metrics
 from orders import apis as order_apis
 
@@ -48,7 +48,7 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("admin/", admin.site.urls),
-    path("metrics", metrics, name="metrics"),
+    path("metrics", metrics_access(metrics), name="metrics"),
 ]
 
 handler400 = "ecommerce.problems.handler400"
