@@ -3,6 +3,8 @@
 The throttles count in Redis through Django's cache (the suite's own database,
 flushed between tests). Their clock is DRF's injectable `timer`.
 """
+import socket
+
 import pytest
 import redis
 from django.conf import settings
@@ -181,3 +183,19 @@ class TestCheckoutRateLimit:
         # then it is never throttled
         assert statuses == {201}
         assert Order.objects.count() == 1
+
+
+class TestRedisDown:
+    def test_login_is_let_through_when_the_throttle_store_is_unreachable(self, api_client, settings):
+        # given a cache that points at a port nothing listens on
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{closed}/0"}}
+        user = UserFactory(manager=True)
+
+        # when
+        response = login(api_client, user.username, "password123")
+
+        # then Redis is an accelerator, never a reason to refuse a customer
+        assert response.status_code == 200, response.content
