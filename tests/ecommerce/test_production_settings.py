@@ -10,18 +10,15 @@ import secrets
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from tests.ecommerce.test_slow_clients import database_url, free_port
+from tests.servers import ROOT, database_url, free_port, server_process
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
 # The key ecommerce/settings/local.py fell back to before: public in the repository's history.
 OLD_DEVELOPMENT_KEY = "local-development-only-not-a-secret-0123456789"
 SECRET_HINT = "secrets.token_urlsafe(50)"
@@ -286,38 +283,15 @@ class TestFlower:
         # given Flower started as the platform starts it, with FLOWER_BASIC_AUTH set
         port = free_port()
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test", "FLOWER_BASIC_AUTH": "ops:s3cret-pass"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "celery_app", "flower", f"--port={port}", "--address=127.0.0.1"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [sys.executable, "-m", "celery", "-A", "celery_app", "flower", f"--port={port}", "--address=127.0.0.1"]
         base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, "Flower exited"
-                try:
-                    requests.get(f"{base}/healthcheck", timeout=1)
-                    break
-                except requests.RequestException:
-                    assert time.monotonic() < deadline, "Flower did not start within 60 s"
-                    time.sleep(0.3)
-
+        with server_process(command, env=env, ready_url=f"{base}/healthcheck"):
             # when
             anonymous = requests.get(f"{base}/workers", timeout=5)
             wrong = requests.get(f"{base}/workers", auth=("ops", "guess"), timeout=5)
             right = requests.get(f"{base}/workers", auth=("ops", "s3cret-pass"), timeout=5)
 
-            # then
-            assert anonymous.status_code == 401
-            assert wrong.status_code == 401
-            assert right.status_code == 200
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # then
+        assert anonymous.status_code == 401
+        assert wrong.status_code == 401
+        assert right.status_code == 200

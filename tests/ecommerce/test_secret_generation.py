@@ -4,7 +4,8 @@ import stat
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import ROOT
+
 LIB = ROOT / "scripts" / "lib.sh"
 
 

@@ -1,37 +1,22 @@
 """Slow clients cannot starve the web server: gunicorn as configured, for real, in a subprocess."""
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
-from django.conf import settings
+
+from tests.servers import database_url, free_port, server_process
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
 TRICKLERS = 20
 # Announced, never sent: under the body-size limit, so the server really waits for it.
 ANNOUNCED_BYTES = 1_000_000
 READ_TIMEOUT_SECONDS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def database_url() -> str:
-    """The test database pytest-django created, for the server process to read."""
-    db = settings.DATABASES["default"]
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -45,37 +30,13 @@ def gunicorn_server() -> Iterator[str]:
         "REQUEST_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "ecommerce.wsgi:application", "--config", "gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    command = [
+        sys.executable, "-m", "gunicorn", "ecommerce.wsgi:application", "--config", "gunicorn.conf.py",
+        "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
+    ]
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                if requests.get(f"{base}/health/live", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("gunicorn did not answer /health/live within 60 s")
-            time.sleep(0.2)
+    with server_process(command, env=env, ready_url=f"{base}/health/live"):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stderr.close()
 
 
 def open_trickler(port: int) -> socket.socket:
