@@ -13,6 +13,7 @@ The database does the enforcing, not the process:
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 # Namespaces our advisory locks so they cannot collide with another feature's.
 _LOCK_NAMESPACE = b"idempotency-key:"
 
@@ -48,6 +50,12 @@ def idempotency_key_validate(key: str | None) -> str:
         raise InvalidRequest(
             f"The {HEADER} header must be at most {MAX_KEY_LENGTH} characters.",
             problem_type="idempotency-key-too-long",
+        )
+    if not _PRINTABLE_ASCII.fullmatch(key):
+        # The IETF draft makes the key a structured-field string: printable
+        # ASCII. Anything else (a NUL cannot even be stored) is refused here.
+        raise InvalidRequest(
+            f"The {HEADER} header must be printable ASCII characters.", problem_type="idempotency-key-invalid"
         )
     return key
 

@@ -185,3 +185,23 @@ class TestOutOfRangeDates:
 
         # then
         assert_problem(response, 404)
+
+
+class TestIdempotencyKeyText:
+    @pytest.mark.parametrize("key", ["k\x00", "k\x01", "clé", "k\u2028"])
+    def test_a_key_that_is_not_printable_ascii_is_400_and_creates_nothing(self, api_client, session_id, product, key):
+        # given
+        add_to_cart(api_client, session_id, product.id)
+
+        # when
+        response = api_client.post(
+            f"{API}/checkout",
+            {"sessionId": session_id, "customerInfo": customer_info()},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+
+        # then
+        assert assert_problem(response, 400)["type"].endswith("idempotency-key-invalid")
+        assert Order.objects.count() == 0
+        assert IdempotencyRecord.objects.count() == 0
