@@ -1,8 +1,26 @@
-"""gunicorn settings shared by scripts/run.sh and the container image."""
+"""gunicorn settings shared by scripts/run.sh and the container image.
+
+Threaded workers (gthread): a connection holds a thread only while its request
+is read and served, and a worker accepts no more connections than it has
+threads, so a connection waiting for a free thread is left in the listen
+backlog for another worker instead of queueing behind slow clients. Clients
+that trickle their bodies therefore tie up at most one thread each, and a stall
+of `REQUEST_READ_TIMEOUT_SECONDS` ends theirs (ecommerce/slow_clients.py).
+In containers, nginx buffers whole requests before gunicorn sees them.
+"""
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
-# A request that takes longer is killed; checkout's statements are bounded far below this.
+worker_class = "gthread"
+# Each thread may hold a PostgreSQL connection (CONN_MAX_AGE): workers × threads
+# stays well under PostgreSQL's default of 100 connections.
+threads = int(os.environ.get("WEB_THREADS", "10"))
+worker_connections = threads
+# No kept-alive idle connections: each would count against worker_connections.
+# nginx opens a new upstream connection per request anyway.
+keepalive = 0
+# A worker whose main loop stops answering is restarted; requests themselves are
+# bounded by the database statement timeout and the read timeout.
 timeout = 30
 graceful_timeout = 20
 accesslog = "-"

@@ -29,10 +29,13 @@ from checkout.serializers import (
 )
 from ecommerce.api import parse
 from ecommerce.auth import ManagerOrReadOnly
+from ecommerce.correlation import get_correlation_id
 from ecommerce.db import statement_timeout
 from ecommerce.errors import InvalidRequest
-from ecommerce.pagination import page_of
+from ecommerce.openapi import problem_responses
+from ecommerce.pagination import page_of, page_output
 from ecommerce.problems import PROBLEM_CONTENT_TYPE, domain_error_body
+from ecommerce.throttles import CheckoutClientThrottle
 from orders.services import CustomerInfo, ShippingAddress
 from resilience.policies import policy
 
@@ -65,7 +68,7 @@ class CategoryListApi(APIView):
             categories = list(selectors.category_list())
         return Response(CategoryOutput(categories, many=True).data)
 
-    @extend_schema(request=CategoryInput, responses={201: CategoryOutput})
+    @extend_schema(request=CategoryInput, responses={201: CategoryOutput, **problem_responses(409)})
     def post(self, request: Request) -> Response:
         data = parse(CategoryInput, request.data)
         category = services.category_create(name=data["name"], description=data["description"])
@@ -81,7 +84,7 @@ class CategoryDetailApi(APIView):
             category = selectors.category_get(category_id=category_id)
         return Response(CategoryOutput(category).data)
 
-    @extend_schema(request=CategoryInput, responses=CategoryOutput)
+    @extend_schema(request=CategoryInput, responses={200: CategoryOutput, **problem_responses(409)})
     def put(self, request: Request, category_id: uuid.UUID) -> Response:
         data = parse(CategoryInput, request.data)
         category = services.category_update(
@@ -89,7 +92,7 @@ class CategoryDetailApi(APIView):
         )
         return Response(CategoryOutput(category).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **problem_responses(409)})
     def delete(self, request: Request, category_id: uuid.UUID) -> Response:
         services.category_delete(category_id=category_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -113,7 +116,7 @@ def _product_data(data: dict[str, Any]) -> services.ProductData:
 class ProductListApi(APIView):
     permission_classes = [ManagerOrReadOnly]
 
-    @extend_schema(parameters=[ProductQuery], responses=ProductOutput(many=True))
+    @extend_schema(operation_id="v1_products_list", parameters=[ProductQuery], responses=page_output(ProductOutput))
     def get(self, request: Request) -> Response:
         query = parse(ProductQuery, request.query_params)
         with selectors_timeout():
@@ -125,7 +128,7 @@ class ProductListApi(APIView):
             )
         return Response(page)
 
-    @extend_schema(request=ProductInput, responses={201: ProductOutput})
+    @extend_schema(request=ProductInput, responses={201: ProductOutput, **problem_responses(404, 409)})
     def post(self, request: Request) -> Response:
         data = parse(ProductInput, request.data)
         product = services.product_create(data=_product_data(data))
@@ -141,7 +144,7 @@ class ProductDetailApi(APIView):
             product = selectors.product_get(product_id=product_id)
         return Response(ProductOutput(product).data)
 
-    @extend_schema(request=ProductInput, responses=ProductOutput)
+    @extend_schema(request=ProductInput, responses={200: ProductOutput, **problem_responses(409)})
     def put(self, request: Request, product_id: uuid.UUID) -> Response:
         data = parse(ProductInput, request.data)
         product = services.product_update(product_id=product_id, data=_product_data(data))
@@ -172,7 +175,7 @@ class CartApi(APIView):
 
 
 class CartItemAddApi(APIView):
-    @extend_schema(request=CartItemAddInput, responses=CartOutput)
+    @extend_schema(request=CartItemAddInput, responses={200: CartOutput, **problem_responses(404, 409)})
     def post(self, request: Request, session_id: str) -> Response:
         session_id = session_id_valid(session_id)
         data = parse(CartItemAddInput, request.data)
@@ -181,14 +184,15 @@ class CartItemAddApi(APIView):
 
 
 class CartItemApi(APIView):
-    @extend_schema(request=CartItemUpdateInput, responses=CartOutput)
+    @extend_schema(request=CartItemUpdateInput, responses={200: CartOutput, **problem_responses(409)})
     def put(self, request: Request, session_id: str, item_id: uuid.UUID) -> Response:
         session_id = session_id_valid(session_id)
         data = parse(CartItemUpdateInput, request.data)
         services.cart_item_update(session_id=session_id, item_id=item_id, quantity=data["quantity"])
         return _cart_response(session_id)
 
-    @extend_schema(responses=CartOutput)
+    # SPEC.md: removing an item answers 200 with the cart, not 204.
+    @extend_schema(responses={200: CartOutput})
     def delete(self, request: Request, session_id: str, item_id: uuid.UUID) -> Response:
         session_id = session_id_valid(session_id)
         services.cart_item_remove(session_id=session_id, item_id=item_id)
@@ -217,15 +221,18 @@ def _customer(data: dict[str, Any]) -> CustomerInfo:
 
 
 class CheckoutApi(APIView):
+    throttle_classes = [CheckoutClientThrottle]
+
     @extend_schema(
         request=CheckoutInput,
-        responses={201: CheckoutOutput},
+        # A replay answers whatever the first request was answered.
+        responses={201: CheckoutOutput, **problem_responses(409, 422)},
         parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True)],
     )
     def post(self, request: Request) -> Response:
         key = idempotency_key_validate(request.headers.get(IDEMPOTENCY_HEADER))
         body = request.data
-        correlation_id = getattr(request._request, "correlation_id", None)
+        correlation_id = get_correlation_id()
 
         def operation() -> tuple[int, dict[str, Any]]:
             data = parse(CheckoutInput, body)

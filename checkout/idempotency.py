@@ -13,6 +13,7 @@ The database does the enforcing, not the process:
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 # Namespaces our advisory locks so they cannot collide with another feature's.
 _LOCK_NAMESPACE = b"idempotency-key:"
 
@@ -49,18 +51,34 @@ def idempotency_key_validate(key: str | None) -> str:
             f"The {HEADER} header must be at most {MAX_KEY_LENGTH} characters.",
             problem_type="idempotency-key-too-long",
         )
+    if not _PRINTABLE_ASCII.fullmatch(key):
+        # The IETF draft makes the key a structured-field string: printable
+        # ASCII. Anything else (a NUL cannot even be stored) is refused here.
+        raise InvalidRequest(
+            f"The {HEADER} header must be printable ASCII characters.", problem_type="idempotency-key-invalid"
+        )
     return key
 
 
 def request_fingerprint(*, method: str, path: str, body: Any) -> str:
-    """Hash the request's canonical form: same JSON, any key order or spacing → same hash."""
-    canonical = json.dumps(
-        {"method": method.upper(), "path": path, "body": body},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """Hash the request's canonical form: same JSON, any key order or spacing → same hash.
+
+    The canonical form is checked first: a body that cannot be written as
+    UTF-8 JSON (a lone surrogate; the API's parser refuses those already) is
+    the client's error, never a crash.
+    """
+    try:
+        canonical = json.dumps(
+            {"method": method.upper(), "path": path, "body": body},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+    except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
+        raise InvalidRequest(
+            "The request body cannot be fingerprinted: it is not valid UTF-8 JSON.", problem_type="body-undecodable"
+        ) from error
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _lock_id(key: str) -> int:

@@ -8,6 +8,8 @@ from django.utils import timezone
 from checkout.cart_cache import cart_cache_get, cart_cache_set
 from checkout.models import Cart, CartItem, Category, Product
 from ecommerce.errors import NotFound
+from ecommerce.timestamps import utc_timestamp
+
 
 def category_list() -> QuerySet[Category]:
     return Category.objects.order_by("name")
@@ -58,9 +60,9 @@ def cart_document(cart: Cart) -> dict[str, Any]:
             for item in items
         ],
         "subtotal": _money(subtotal),
-        "createdAt": cart.created_at.isoformat().replace("+00:00", "Z"),
-        "updatedAt": cart.updated_at.isoformat().replace("+00:00", "Z"),
-        "expiresAt": cart.expires_at.isoformat().replace("+00:00", "Z"),
+        "createdAt": utc_timestamp(cart.created_at),
+        "updatedAt": utc_timestamp(cart.updated_at),
+        "expiresAt": utc_timestamp(cart.expires_at),
     }
 
 
@@ -71,7 +73,7 @@ def cart_active_get(*, session_id: str) -> Cart | None:
 def cart_detail(*, session_id: str) -> dict[str, Any]:
     """Read a cart from the cache, else from PostgreSQL (then cache it)."""
     cached = cart_cache_get(session_id)
-    if cached is not None and cached["expiresAt"] > timezone.now().isoformat().replace("+00:00", "Z"):
+    if cached is not None and cached["expiresAt"] > utc_timestamp(timezone.now()):
         return cached
     cart = cart_active_get(session_id=session_id)
     if cart is None:

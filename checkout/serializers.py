@@ -4,6 +4,7 @@ from decimal import Decimal
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from ecommerce.pagination import PagedQuery
 
 SESSION_ID_MAX_LENGTH = 128
 
@@ -47,11 +48,9 @@ class ProductOutput(serializers.Serializer):
     updatedAt = serializers.DateTimeField(source="updated_at")
 
 
-class ProductQuery(serializers.Serializer):
+class ProductQuery(PagedQuery):
     categoryId = serializers.UUIDField(required=False)
     isActive = serializers.BooleanField(required=False, default=True)
-    page = serializers.IntegerField(min_value=0, default=0)
-    size = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
 
 class CartItemAddInput(serializers.Serializer):

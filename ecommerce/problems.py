@@ -6,12 +6,14 @@ and middleware below. A stack trace never reaches a client: unexpected errors
 are logged with it and answered with a bare 500 problem.
 """
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -32,6 +34,7 @@ _TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     406: "Not Acceptable",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
@@ -48,6 +51,7 @@ _TYPES = {
     404: "not-found",
     405: "method-not-allowed",
     406: "not-acceptable",
+    408: "request-timeout",
     409: "conflict",
     413: "payload-too-large",
     415: "unsupported-media-type",
@@ -56,6 +60,10 @@ _TYPES = {
     500: "internal-error",
     503: "service-unavailable",
 }
+
+
+def problem_title(status_code: int) -> str:
+    return _TITLES.get(status_code, "Error")
 
 
 def problem_body(
@@ -68,7 +76,7 @@ def problem_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": TYPE_BASE + (problem_type or _TYPES.get(status_code, "error")),
-        "title": title or _TITLES.get(status_code, "Error"),
+        "title": title or problem_title(status_code),
         "status": status_code,
         "detail": detail,
         "correlationId": get_correlation_id(),
@@ -136,6 +144,13 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 
+    if isinstance(exc, RequestDataTooBig):
+        # Raised by Django while DRF reads `request.data`.
+        return _problem(413, _too_large_detail(), None)
+    if isinstance(exc, UnreadablePostError):
+        # The client stopped sending its body (or sent it slower than the
+        # read timeout allows); see `ecommerce.slow_clients`.
+        return _problem(408, "The request body was not received in time.", None)
     if isinstance(exc, DomainError):
         set_rollback()
         return _problem(exc.status_code, exc.detail, exc.problem_type, exc.extensions)
@@ -165,8 +180,9 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         status_code = status.HTTP_401_UNAUTHORIZED
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    if getattr(exc, "wait", None) is not None:
+        # Rounded up: a client that waits exactly this long is let through.
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
 
     set_rollback()
     return _problem(status_code, detail, problem_type, extensions, headers)
@@ -194,7 +210,13 @@ def _problem(
     return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
 
 
+def _too_large_detail() -> str:
+    return f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+
+
 def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return problem_response(status_code=413, detail=_too_large_detail())
     return problem_response(status_code=400, detail="The request could not be understood.")
 
 
@@ -228,3 +250,49 @@ class DatabaseUnavailableMiddleware:
                 problem_type="service-unavailable",
             )
         return None
+
+
+API_PREFIX = "/api/"
+
+
+class ApiProblemMiddleware:
+    """Answer problem+json for every error under `/api/`, whatever `DEBUG` says.
+
+    With `DEBUG` on, Django renders an unknown URL (and a `SuspiciousOperation`
+    or an unhandled error outside DRF) as its HTML debug page, chosen at request
+    time; Django's own 405 has an empty HTML body. An API client must never get
+    either: it would list every URL pattern, and clients parse problem+json.
+    Pages outside `/api/` keep Django's behaviour.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and request.path.startswith(API_PREFIX)
+            and not _is_json(response.get("Content-Type", ""))
+        ):
+            return _problem_for_status(request, response)
+        return response
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type in ("application/json", PROBLEM_CONTENT_TYPE)
+
+
+def _problem_for_status(request: HttpRequest, response: HttpResponse) -> JsonResponse:
+    status_code = response.status_code
+    if status_code == 404:
+        return handler404(request)
+    if status_code == 405:
+        problem = problem_response(status_code=405, detail=f"Method {request.method} is not allowed here.")
+        if response.has_header("Allow"):
+            problem["Allow"] = response["Allow"]
+        return problem
+    if status_code >= 500:
+        return handler500(request)
+    return problem_response(status_code=status_code, detail=f"{problem_title(status_code)}.")

@@ -1,12 +1,28 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from checkout import apis as checkout_apis
 from ecommerce import health
-from ecommerce.auth import LoginApi
+from ecommerce.auth import LoginApi, metrics_access
 from ecommerce.metrics import metrics
 from orders import apis as order_apis
+
+
+
+class OrderNumberConverter:
+    """Order numbers are short and plain (`ORD-20260131-000001`); anything else is a 404 before any query."""
+
+    regex = "[A-Za-z0-9-]{1,32}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(OrderNumberConverter, "order_number")
 
 api_v1 = [
     path("auth/login", LoginApi.as_view(), name="auth-login"),
@@ -19,9 +35,9 @@ api_v1 = [
     path("carts/<str:session_id>/items/<uuid:item_id>", checkout_apis.CartItemApi.as_view(), name="cart-item"),
     path("checkout", checkout_apis.CheckoutApi.as_view(), name="checkout"),
     path("orders", order_apis.OrderListApi.as_view(), name="order-list"),
-    path("orders/<str:order_number>", order_apis.OrderDetailApi.as_view(), name="order-detail"),
-    path("orders/<str:order_number>/cancel", order_apis.OrderCancelApi.as_view(), name="order-cancel"),
-    path("orders/<str:order_number>/fulfill", order_apis.OrderFulfillApi.as_view(), name="order-fulfill"),
+    path("orders/<order_number:order_number>", order_apis.OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<order_number:order_number>/cancel", order_apis.OrderCancelApi.as_view(), name="order-cancel"),
+    path("orders/<order_number:order_number>/fulfill", order_apis.OrderFulfillApi.as_view(), name="order-fulfill"),
 ]
 
 urlpatterns = [
@@ -33,7 +49,7 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("admin/resilience-overview/", include("ecommerce.admin")),
     path("admin/", admin.site.urls),
-    path("metrics", metrics, name="metrics"),
+    path("metrics", metrics_access(metrics), name="metrics"),
 ]
 
 handler400 = "ecommerce.problems.handler400"

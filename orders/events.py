@@ -1,7 +1,8 @@
 """Event payloads of SPEC.md "Kafka"; money is a decimal string, never a float."""
 import uuid
-from datetime import datetime, timezone
 from typing import TypedDict
+
+from ecommerce.timestamps import utc_timestamp  # noqa: F401 (re-exported for the event builders)
 
 EVENT_VERSION = "1.0"
 ORDER_CREATED = "ORDER_CREATED"
@@ -44,10 +45,6 @@ class OrderCreatedPayload(TypedDict):
     items: list[OrderItemPayload]
     subtotal: str
     cartId: str | None
-
-
-def utc_timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def new_event_id() -> uuid.UUID:

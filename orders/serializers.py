@@ -1,7 +1,15 @@
 """Order API shapes (camelCase on the wire)."""
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
+from ecommerce.pagination import PagedQuery
 from orders.models import OrderStatus
+
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class OrderItemOutput(serializers.Serializer):
@@ -45,14 +53,61 @@ class OrderOutput(serializers.Serializer):
     completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
 
 
-class OrderListQuery(serializers.Serializer):
+class DateBoundField(serializers.CharField):
+    """A filter bound: a bare date (`2026-01-31`, the whole UTC day) or an ISO-8601 date-time.
+
+    Both bounds are inclusive on the wire. The value is an aware UTC datetime:
+    the first moment covered, or with `end=True` the first moment after the
+    range (exclusive), ready for `created_at < bound`.
+    """
+
+    default_error_messages = {
+        "invalid_bound": "Use an ISO-8601 date (2026-01-31) or date-time.",
+        "out_of_range": "The date is out of the supported range.",
+    }
+
+    # Longer than any ISO-8601 date-time; checked before parsing (CharField's
+    # own validators run on the parsed value, a datetime).
+    MAX_LENGTH = 64
+
+    def __init__(self, *, end: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "A date (the whole day, UTC) or an ISO-8601 date-time; inclusive.")
+        super().__init__(**kwargs)
+        self.end = end
+
+    def to_internal_value(self, data: Any) -> datetime:
+        raw = super().to_internal_value(data)
+        if len(raw) > self.MAX_LENGTH:
+            self.fail("invalid_bound")
+        try:
+            if _BARE_DATE.fullmatch(raw):
+                start = datetime.combine(date.fromisoformat(raw), time.min, tzinfo=timezone.utc)
+                return start + timedelta(days=1) if self.end else start
+            moment = parse_datetime(raw)
+        except ValueError:  # well-formed but impossible, such as February 30
+            self.fail("invalid_bound")
+        except OverflowError:  # the day after 9999-12-31
+            self.fail("out_of_range")
+        if moment is None:
+            self.fail("invalid_bound")
+        try:
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+            return moment + timedelta(microseconds=1) if self.end else moment
+        except OverflowError:  # shifted to UTC (or past the bound) beyond year 1 or 9999
+            self.fail("out_of_range")
+
+
+class OrderListQuery(PagedQuery):
     status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
     customerEmail = serializers.EmailField(required=False)
-    # A date means the whole day (UTC); a date-time is used as given.
-    startDate = serializers.CharField(required=False)
-    endDate = serializers.CharField(required=False)
-    page = serializers.IntegerField(min_value=0, default=0)
-    size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    startDate = DateBoundField(required=False)
+    endDate = DateBoundField(required=False, end=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        start, end = attrs.get("startDate"), attrs.get("endDate")
+        if start is not None and end is not None and start >= end:  # an empty range
+            raise serializers.ValidationError({"endDate": ["endDate must not be before startDate."]})
+        return attrs
 
 
 class OrderCancelInput(serializers.Serializer):

@@ -15,6 +15,7 @@ die() { printf '[run] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 load_dotenv "$ROOT"
+ensure_secret_key "$ROOT"
 
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-ecommerce.settings.local}"
 export WEB_PORT="${WEB_PORT:-8000}"

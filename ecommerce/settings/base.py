@@ -4,6 +4,13 @@ from datetime import timedelta
 from .env import BASE_DIR, env
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Said wherever a secret is missing: no key of this platform is ever written in
+# the repository (anyone could sign a manager token with it).
+SECRET_KEY_HINT = (
+    "Set DJANGO_SECRET_KEY to a random value of at least 50 characters, e.g. "
+    "DJANGO_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))'); "
+    "scripts/run.sh writes one into .env on its first run."
+)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -27,8 +34,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ecommerce.slow_clients.RequestReadTimeoutMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "ecommerce.correlation.CorrelationIdMiddleware",
+    # Inside the correlation id (its problems carry it), outside everything
+    # that can answer an error page.
+    "ecommerce.problems.ApiProblemMiddleware",
     "ecommerce.problems.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files from gunicorn itself.
@@ -91,8 +102,21 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Request limits (ecommerce/parsers.py, ecommerce/slow_clients.py). A body over
+# this many bytes answers 413; the largest legitimate body (a product with a
+# 10,000-character description) is far below it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
+# A client that sends nothing of its body for this long loses the request (408).
+REQUEST_READ_TIMEOUT_SECONDS = env.float("REQUEST_READ_TIMEOUT_SECONDS", default=10.0)
+
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+
+# /metrics (ecommerce/auth.py `metrics_access`): open unless production settings
+# require a bearer token or a client address in one of the allowed networks.
+METRICS_AUTH_REQUIRED = False
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 
 # Carts and idempotency (SPEC.md "Resilience settings" and "Idempotency-Key").
 CART_IDLE_TTL = timedelta(minutes=env.int("CART_IDLE_TTL_MINUTES", default=30))

@@ -1,9 +1,23 @@
-"""Development on a workstation: the local services, debug on, a throwaway secret."""
+"""Development on a workstation: the local services, debug on, a secret of this checkout's own."""
+import secrets
+import warnings
+
 from .base import *  # noqa: F403
 from .env import env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="local-development-only-not-a-secret-0123456789")
+# scripts/run.sh generates a random key into the untracked .env on its first
+# run. Without one (a bare `manage.py` command), a random key for this process
+# only: never a key from the repository, which would let anyone sign tokens.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    SECRET_KEY = secrets.token_urlsafe(50)
+    warnings.warn(
+        "DJANGO_SECRET_KEY is not set: using a random key for this process only, so tokens "
+        f"and sessions do not survive it. {SECRET_KEY_HINT}",  # noqa: F405
+        RuntimeWarning,
+        stacklevel=1,
+    )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # noqa: F405

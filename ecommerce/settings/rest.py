@@ -13,12 +13,25 @@ REST_FRAMEWORK = {
         "ecommerce.renderers.ProblemJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["ecommerce.parsers.GuardedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "ecommerce.openapi.ApiAutoSchema",
     "EXCEPTION_HANDLER": "ecommerce.problems.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
+    # Throttles count in Django's cache (Redis), so every web worker shares them.
+    "DEFAULT_THROTTLE_RATES": {
+        "login-username": env.str("THROTTLE_LOGIN_USERNAME_RATE", default="10/min"),
+        "login-client": env.str("THROTTLE_LOGIN_CLIENT_RATE", default="20/min"),
+        "checkout-client": env.str("THROTTLE_CHECKOUT_CLIENT_RATE", default="300/min"),
+    },
+    # How many reverse proxies in front of gunicorn append to X-Forwarded-For.
+    # 0: the client address is REMOTE_ADDR and X-Forwarded-For is ignored, so a
+    # client cannot pick its own throttle bucket. compose sets 1 (nginx).
+    "NUM_PROXIES": env.int("API_TRUSTED_PROXY_COUNT", default=0),
 }
+
+# Deepest JSON body accepted (ecommerce/parsers.py); ours nest three levels.
+API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=20)
 
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=env.int("JWT_ACCESS_TOKEN_MINUTES", default=60))
 

@@ -8,6 +8,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from checkout.models import Cart, CartItem
+from tests.api import assert_problem
 from tests.conftest import API, add_to_cart
 from tests.factories import ProductFactory
 
@@ -16,9 +17,7 @@ from tests.factories import ProductFactory
 # of a plain `django_db` test, so such a test would read stale carts from Redis.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PROBLEM = "application/problem+json"
 CART_FIELDS = {"id", "sessionId", "items", "subtotal", "createdAt", "updatedAt", "expiresAt"}
-PROBLEM_FIELDS = {"type", "title", "status", "detail", "correlationId"}
 IDLE_TTL = timedelta(minutes=30)
 
 
@@ -32,16 +31,6 @@ def item_url(session_id: str, item_id) -> str:
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    problem = response.json()
-    assert PROBLEM_FIELDS <= set(problem)
-    assert problem["status"] == status
-    assert problem["correlationId"] == response["X-Correlation-ID"]
-    return problem
 
 
 def cart_item_quantities(session_id: str) -> dict[str, int]:

@@ -4,12 +4,11 @@ import uuid
 import pytest
 
 from checkout.models import Category, Product
+from tests.api import PROBLEM
 from tests.conftest import API
 from tests.factories import CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
-
-PROBLEM = "application/problem+json"
 
 
 def product_body(category_id, **overrides):

@@ -13,28 +13,12 @@ from checkout.models import Cart, Category
 from ecommerce.correlation import CorrelationIdLogFilter
 from orders.models import Order
 from outbox.models import OutboxEvent
+from tests.api import PROBLEM, assert_problem
 from tests.conftest import API, add_to_cart, customer_info
 
 pytestmark = pytest.mark.django_db
 
-PROBLEM = "application/problem+json"
-PROBLEM_FIELDS = {"type", "title", "status", "detail", "correlationId"}
 HEADER = "X-Correlation-ID"
-
-
-def assert_problem(response, status: int) -> dict:
-    """Assert the RFC 7807 shape SPEC.md promises for every error."""
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    problem = response.json()
-    assert PROBLEM_FIELDS <= set(problem)
-    assert problem["status"] == status
-    assert isinstance(problem["type"], str) and problem["type"]
-    assert isinstance(problem["title"], str) and problem["title"]
-    assert isinstance(problem["detail"], str) and problem["detail"]
-    assert problem["correlationId"] == response[HEADER]
-    assert "Traceback" not in response.content.decode()
-    return problem
 
 
 def closed_port() -> int:

@@ -9,13 +9,12 @@ from django.utils import timezone
 
 from orders.models import Order, OrderStatus, PaymentStatus
 from orders.services import CustomerInfo, OrderLine, ShippingAddress, order_create
+from tests.api import assert_problem
 from tests.conftest import API, add_to_cart, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
-PROBLEM = "application/problem+json"
-PROBLEM_FIELDS = {"type", "title", "status", "detail", "correlationId"}
 ORDER_NUMBER = re.compile(r"^ORD-\d{8}-\d{6}$")
 ORDER_FIELDS = {
     "id",
@@ -30,15 +29,6 @@ ORDER_FIELDS = {
     "completedAt",
 }
 TERMINAL = [OrderStatus.FULFILLED, OrderStatus.CANCELLED, OrderStatus.FAILED]
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    problem = response.json()
-    assert PROBLEM_FIELDS <= set(problem)
-    assert problem["status"] == status
-    return problem
 
 
 def checkout_order(client, product, *, quantity: int = 1, **info) -> Order:

@@ -1,0 +1,108 @@
+"""Slow clients cannot starve the web server: gunicorn as configured, for real, in a subprocess."""
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.servers import database_url, free_port, server_process
+
+pytestmark = pytest.mark.django_db
+
+TRICKLERS = 20
+# Announced, never sent: under the body-size limit, so the server really waits for it.
+ANNOUNCED_BYTES = 1_000_000
+READ_TIMEOUT_SECONDS = 2
+
+
+@pytest.fixture
+def gunicorn_server() -> Iterator[str]:
+    """gunicorn started with gunicorn.conf.py (the run command's and the image's) on a free port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
+        "DATABASE_URL": database_url(),
+        "REQUEST_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [
+        sys.executable, "-m", "gunicorn", "ecommerce.wsgi:application", "--config", "gunicorn.conf.py",
+        "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with server_process(command, env=env, ready_url=f"{base}/health/live"):
+        yield base
+
+
+def open_trickler(port: int) -> socket.socket:
+    """Announce a large login body and send only its first byte."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {ANNOUNCED_BYTES}\r\n\r\n".encode()
+        + b"{"
+    )
+    return sock
+
+
+def test_api_answers_within_a_second_while_twenty_clients_trickle_their_bodies(gunicorn_server):
+    # given 20 connections, each sending its body a byte at a time (faster than the read timeout)
+    port = int(gunicorn_server.rsplit(":", 1)[1])
+    sockets: list[socket.socket] = []
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.3):
+            for sock in sockets:
+                try:
+                    sock.send(b" ")
+                except OSError:
+                    pass
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    try:
+        sockets.extend(open_trickler(port) for _ in range(TRICKLERS))
+        trickler.start()
+        time.sleep(1.0)  # every trickler is being read by now
+
+        # when the catalog is asked for, several times
+        timings = []
+        for _ in range(5):
+            started = time.monotonic()
+            response = requests.get(f"{gunicorn_server}/api/v1/products", timeout=5)
+            timings.append(time.monotonic() - started)
+            assert response.status_code == 200, response.text
+
+        # then each answer came within a second
+        assert max(timings) < 1.0, timings
+    finally:
+        stop.set()
+        if trickler.is_alive():
+            trickler.join(timeout=5)
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_client_that_stalls_its_body_loses_the_request_with_408(gunicorn_server):
+    # given a client that announces a body and then sends nothing more
+    port = int(gunicorn_server.rsplit(":", 1)[1])
+    sock = open_trickler(port)
+    try:
+        sock.settimeout(READ_TIMEOUT_SECONDS + 10)
+        started = time.monotonic()
+
+        # when it waits
+        answer = sock.recv(65536).decode(errors="replace")
+
+        # then the server gave up on it after the read timeout, with a problem
+        elapsed = time.monotonic() - started
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "application/problem+json" in answer
+        assert READ_TIMEOUT_SECONDS - 0.5 <= elapsed < READ_TIMEOUT_SECONDS + 5, elapsed
+    finally:
+        sock.close()
