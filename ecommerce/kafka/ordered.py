@@ -32,7 +32,8 @@ client. What the loop does with it:
   uncommitted for the next delivery. An exception escaping `process` is
   logged and counts as RETRY: a message is never skipped by accident.
 * `revoke(partitions)` from the rebalance listener: the partitions' messages
-  not started yet are dropped, those running are waited for, and their final
+  not started yet are dropped, those running are waited for (up to a
+  timeout, which is 0 on kafka-python's IO thread), and their final
   positions are returned for the loop to commit before giving them up.
 * `drain(timeout)` on shutdown: no new work starts, running messages finish,
   then the loop commits `committable()` and closes.
@@ -212,7 +213,13 @@ class OrderedExecutor(Generic[M]):
         Return the final positions to commit (every partition that had
         messages, committed already or not). A message still running after
         the timeout is left to finish unobserved; its partition's position
-        stays below it.
+        stays below it, so the next owner gets it again (the processed-events
+        table and the provider's idempotency key make that harmless).
+
+        kafka-python 3 calls rebalance listeners on its IO thread, where a
+        blocking call (a synchronous commit, a long wait) fails or stalls the
+        heartbeats: from such a listener pass `timeout_seconds=0` and commit
+        the positions with the client's non-blocking commit.
         """
         with self._lock:
             revoked = {}
