@@ -9,19 +9,9 @@ import pytest
 
 from bench.load import ErrorKind, checkout_load
 from bench.stats import histogram_quantile, percentile
+from tests.unit_support import _clean_cache, _clean_shared_state  # noqa: F401 (no Redis needed)
 
 pytestmark = pytest.mark.unit
-
-
-# No Redis or producer here: override the suite's autouse resets of shared state.
-@pytest.fixture
-def _clean_cache():
-    yield
-
-
-@pytest.fixture
-def _clean_shared_state():
-    yield
 
 
 class SlowCheckout(BaseHTTPRequestHandler):

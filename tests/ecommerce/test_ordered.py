@@ -9,23 +9,12 @@ import pytest
 from ecommerce.kafka.client import IncomingMessage
 from ecommerce.kafka.ordered import Disposition, OrderedExecutor, TopicPartitionId
 from tests.support import wait_for
+from tests.unit_support import _clean_cache, _clean_shared_state  # noqa: F401 (no Redis needed)
 
 pytestmark = pytest.mark.unit
 
 TOPIC = "orders.created"
 P0 = TopicPartitionId(TOPIC, 0)
-
-
-# These tests touch neither Redis nor the producer: override the suite's
-# autouse resets of shared state so they need no service at all.
-@pytest.fixture
-def _clean_cache():
-    yield
-
-
-@pytest.fixture
-def _clean_shared_state():
-    yield
 
 
 def message(offset: int, key: str | None, partition: int = 0) -> IncomingMessage:
