@@ -201,9 +201,10 @@ def summarize(rate: float, results: list[CheckoutResult], orders: dict[str, dict
         "offered_rate": rate,
         "offered": len(results),
         "ok": len(ok),
-        # Over the whole span, first arrival to last answer: an overloaded
-        # platform stretches it, so this is what it actually completed per second.
-        "goodput": len(ok) / (max(r.finished_at for r in results) - min(r.planned_at for r in results)),
+        # Over the whole span, first arrival to last answer (at least the
+        # schedule's n / rate): an overloaded platform stretches it, so this
+        # is what it actually completed per second.
+        "goodput": len(ok) / max(max(r.finished_at for r in results) - min(r.planned_at for r in results), len(results) / rate),
         "errors": dict(errors),
         "checkout_p50": percentile([r.checkout_seconds for r in ok], 0.50),
         "checkout_p99": percentile([r.checkout_seconds for r in ok], 0.99),
