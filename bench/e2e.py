@@ -58,9 +58,12 @@ class Platform:
         self.base_url = base_url
         self.timeout = timeout_seconds
         self.http = requests.Session()
-        answer = self.http.post(f"{base_url}{API}/auth/login", json={"username": username, "password": password}, timeout=timeout_seconds)
+        credentials = {"username": username, "password": password}
+        answer = self.http.post(f"{base_url}{API}/auth/login", json=credentials, timeout=timeout_seconds)
         if answer.status_code != 200:
-            raise SystemExit(f"manager login as {username!r} failed ({answer.status_code}): the bench reads orders through the manager API")
+            raise SystemExit(
+                f"manager login as {username!r} failed ({answer.status_code}): the bench reads orders through the manager API"
+            )
         self.http.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
         self.metrics_headers = {"Authorization": f"Bearer {metrics_token}"} if metrics_token else {}
 
@@ -71,7 +74,9 @@ class Platform:
                 continue
             body = {field: product[field] for field in ("sku", "name", "description", "price", "categoryId", "isActive")}
             answer = self.http.put(
-                f"{self.base_url}{API}/products/{product['id']}", json={**body, "inventoryQuantity": at_least}, timeout=self.timeout
+                f"{self.base_url}{API}/products/{product['id']}",
+                json={**body, "inventoryQuantity": at_least},
+                timeout=self.timeout,
             )
             answer.raise_for_status()
             product["inventoryQuantity"] = at_least
@@ -299,7 +304,9 @@ def main() -> None:
     parser.add_argument("--settle-timeout", type=float, default=300, help="longest wait for a rate's orders to settle")
     parser.add_argument("--pause", type=float, default=5, help="seconds of rest between rates")
     parser.add_argument("--manager", default="manager:manager123", help="username:password of a manager")
-    parser.add_argument("--metrics-token", default=os.environ.get("METRICS_BEARER_TOKEN"), help="bearer token for /metrics, if required")
+    parser.add_argument(
+        "--metrics-token", default=os.environ.get("METRICS_BEARER_TOKEN"), help="bearer token for /metrics, if required"
+    )
     parser.add_argument("--out", type=Path, help="file prefix for .json and .png (default .run/bench-e2e-<time>)")
     arguments = parser.parse_args()
     rates = [float(rate) for rate in arguments.rates.split(",")]
@@ -309,12 +316,21 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     username, _, password = arguments.manager.partition(":")
-    platform = Platform(arguments.base_url, username=username, password=password, metrics_token=arguments.metrics_token, timeout_seconds=30)
-    products = catalog_products(arguments.base_url)
+    try:
+        platform = Platform(
+            arguments.base_url, username=username, password=password, metrics_token=arguments.metrics_token, timeout_seconds=30
+        )
+        products = catalog_products(arguments.base_url)
+    except requests.ConnectionError:
+        raise SystemExit(f"no platform answers at {arguments.base_url}: start it with `bash scripts/run.sh`") from None
     rows = []
     with provider_latency(arguments.provider_latency) as latency:
         described = f"{latency:g} s (set by the bench)" if latency is not None else "the platform's own (not set by the bench)"
-        print(f"platform {arguments.base_url}; provider latency {described}; {len(products)} products; {arguments.duration:g} s per rate", file=sys.stderr)
+        print(
+            f"platform {arguments.base_url}; provider latency {described}; "
+            f"{len(products)} products; {arguments.duration:g} s per rate",
+            file=sys.stderr,
+        )
         for index, rate in enumerate(rates):
             if index:
                 time.sleep(arguments.pause)
@@ -329,7 +345,8 @@ def main() -> None:
     print(report)
     title = f"e2e bench, provider latency {latency:g} s" if latency is not None else "e2e bench, provider latency as configured"
     plot(rows, out.with_suffix(".png"), title)
-    out.with_suffix(".json").write_text(json.dumps({"provider_latency": latency, "duration": arguments.duration, "rows": rows}, indent=2))
+    figures = {"provider_latency": latency, "duration": arguments.duration, "rows": rows}
+    out.with_suffix(".json").write_text(json.dumps(figures, indent=2))
     print(f"\nwritten: {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
 

@@ -63,7 +63,10 @@ class CheckoutResult:
 def loopback_only(base_url: str) -> None:
     """Refuse anything but this machine: a load generator must not be pointed elsewhere by mistake."""
     host = urlparse(base_url).hostname or ""
-    addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        addresses = set()
     if not addresses or not all(ipaddress.ip_address(address).is_loopback for address in addresses):
         raise SystemExit(f"refusing to load {base_url}: the bench drives a platform on this machine only")
 
@@ -117,7 +120,9 @@ def checkout_load(
     def one(index: int, planned_at: float) -> CheckoutResult:
         started_at = sent_at = time.time()
 
-        def result(status: int | None, error: ErrorKind | None, *, order_number: str | None = None, retry_after: str | None = None) -> CheckoutResult:
+        def result(
+            status: int | None, error: ErrorKind | None, *, order_number: str | None = None, retry_after: str | None = None
+        ) -> CheckoutResult:
             return CheckoutResult(planned_at, started_at, sent_at, time.time(), status, error, order_number, retry_after)
 
         cart = f"bench-{uuid.uuid4().hex}"

@@ -279,10 +279,8 @@ class OrderedExecutor(Generic[M]):
                     outcome = self._process(entry.message)
                 except Exception:
                     message = entry.message
-                    logger.exception(
-                        "message processing raised; it will run again",
-                        extra={"event": "resilience", "topic": message.topic, "partition": message.partition, "offset": message.offset},
-                    )
+                    where = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+                    logger.exception("message processing raised; it will run again", extra={"event": "resilience", **where})
                     outcome = Disposition.RETRY
                 if outcome in FINISHED:
                     disposition = outcome
