@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/outbox_bench.py [--rows 20000] [--rate 100] [--seconds 10]
 
-Needs the local services (`bash scripts/services.sh up`). Uses a database of
-its own (`ecommerce_bench`, created and migrated here) and a topic of its own,
-so it never touches a running platform's data. Three measurements, one broker,
-one run:
+Needs the local services (`bash scripts/services.sh up`). It never touches a
+running platform: it uses a database of its own (`ecommerce_bench` on the
+server of DATABASE_URL, created and migrated here), Redis database 9 of the
+server of REDIS_URL (its Celery queue and wake-up flag), and a Kafka-protocol
+broker of its own (tansu, started on a free port and killed at the end), so
+even the OrderCreated events of its checkouts never reach a platform's
+`orders.created`. Three measurements, one run:
 
 1. raw: kafka-python alone sends --rows OrderCreated-sized messages (the relay's
    producer settings: acks=all, idempotence, linger 2 ms) — the ceiling;
@@ -28,17 +31,30 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.stats import percentile  # noqa: E402
+
 BENCH_DB = "ecommerce_bench"
-os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
+BENCH_REDIS_DB = 9
+
+
+def bench_url(variable: str, default: str, path: str) -> str:
+    """The server of `variable`'s URL with the bench's own database: never the platform's, whatever is exported."""
+    return urlunsplit(urlsplit(os.environ.get(variable) or default)._replace(path=path))
+
+
+os.environ["DATABASE_URL"] = bench_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/", f"/{BENCH_DB}")
+# Queue and wake-up flag of the bench's own, away from a running platform's.
+os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = bench_url("REDIS_URL", "redis://127.0.0.1:6379/", f"/{BENCH_REDIS_DB}")
+# Metric files of this process must not land among a running platform's.
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings.local")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("DJANGO_DEBUG", "false")  # DEBUG records every query: not what production runs
-# Queue and wake-up flag of the bench's own (Redis database 9), away from a running platform.
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
 def ensure_database() -> None:
@@ -55,11 +71,6 @@ def ensure_database() -> None:
         if not cursor.fetchone():
             cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
     admin.close()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def sample_payload(index: int) -> dict:
@@ -271,6 +282,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     arguments = parser.parse_args()
 
+    # A broker of the bench's own, started before Django reads KAFKA_BOOTSTRAP_SERVERS.
+    from tests.support import DisposableBroker
+
+    broker = DisposableBroker()
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+    broker.start()
+    try:
+        bench(arguments)
+    finally:
+        from ecommerce.kafka.client import event_producer_reset
+
+        event_producer_reset()  # closed before its broker goes, so it does not log the loss
+        broker.kill()
+
+
+def bench(arguments: argparse.Namespace) -> None:
     import django
 
     django.setup()
@@ -279,16 +306,15 @@ def main() -> None:
     from django.core.management import call_command
 
     from ecommerce.kafka.client import topics_ensure
-    from ecommerce.kafka.topics import TOPICS, TopicSpec
+    from ecommerce.kafka.topics import TopicSpec
 
     call_command("migrate", verbosity=0)
     bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS
-    topics_ensure(bootstrap_servers=bootstrap, topics=TOPICS)
     run = uuid.uuid4().hex[:8]
     raw_topic, drain_topic = f"bench.raw.{run}", f"bench.drain.{run}"
     topics_ensure(bootstrap_servers=bootstrap, topics=[TopicSpec(raw_topic, 3), TopicSpec(drain_topic, 3)])
 
-    print(f"broker {','.join(bootstrap)}; {arguments.rows} messages of ~{len(json.dumps(sample_payload(0)))} bytes")
+    print(f"broker {','.join(bootstrap)} (the bench's own tansu); {arguments.rows} messages of ~{len(json.dumps(sample_payload(0)))} bytes")
     raw = raw_producer_rate(bootstrap, raw_topic, arguments.rows)
     print(f"raw kafka-python producer : {raw:10.0f} msg/s")
     drain, published = drain_rate(drain_topic, arguments.rows)
