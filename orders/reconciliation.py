@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 # Orders claimed per transaction: a PROCESSING one may take a full payment
 # (three 5 s attempts), so a batch is small and the run checks its budget between batches.
 BATCH_SIZE = 10
-# The longest wait between two re-drives of one order.
+# The shortest and longest waits between two re-drives of one order.
+MIN_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 # Recorded as the processed event's topic when reconciliation, not Kafka, delivered it.
 RECONCILIATION_SOURCE = "reconciliation"
@@ -86,6 +87,7 @@ class _Claimed:
 
 
 def _backoff(attempt: int, base_seconds: float) -> timedelta:
+    base_seconds = max(base_seconds, MIN_BACKOFF_SECONDS)
     config = RetryConfig(
         initial_seconds=base_seconds, multiplier=2.0, max_seconds=MAX_BACKOFF_SECONDS, jitter_seconds=base_seconds * 0.1
     )
@@ -93,22 +95,30 @@ def _backoff(attempt: int, base_seconds: float) -> timedelta:
 
 
 def _claim(
-    orders: QuerySet, *, now: datetime, max_attempts: int, backoff_base_seconds: float, flag_reason: Callable[[Order], str], limit: int
+    orders: QuerySet,
+    *,
+    due_at: datetime,
+    max_attempts: int,
+    backoff_base_seconds: float,
+    flag_reason: Callable[[Order], str],
+    limit: int,
 ) -> tuple[list[_Claimed], list[Order]]:
-    """Take up to `limit` due orders: spend one re-drive of each, or flag those whose budget is spent.
+    """Take up to `limit` orders due by `due_at`: spend one re-drive of each, or flag those whose budget is spent.
 
     One short transaction: the rows are locked SKIP LOCKED, so a concurrent
-    run takes other orders, and the new `reconcile_next_at` keeps this one
-    away from every run until its backoff has passed. `updated_at` is left
-    alone (bulk_update), so the order still counts as stuck until it moves.
+    run takes other orders, and the new `reconcile_next_at` (after `due_at`)
+    keeps this one away from every run, this one included, until its backoff
+    has passed. `updated_at` is left alone (bulk_update), so the order still
+    counts as stuck until it moves.
     """
     with transaction.atomic():
         due = list(
             orders.select_for_update(skip_locked=True, of=("self",))
             .filter(flagged_at__isnull=True)
-            .filter(Q(reconcile_next_at__isnull=True) | Q(reconcile_next_at__lte=now))
+            .filter(Q(reconcile_next_at__isnull=True) | Q(reconcile_next_at__lte=due_at))
             .order_by("updated_at", "id")[:limit]
         )
+        now = timezone.now()
         claimed, flagged = [], []
         for order in due:
             if order.reconcile_attempts >= max_attempts:
@@ -182,12 +192,12 @@ def orders_reconcile(
     """Re-drive every order PENDING or PROCESSING for longer than `older_than_seconds`, within the time budget."""
     report = ReconcileReport()
     deadline = time.monotonic() + time_budget_seconds
+    started = timezone.now()
+    stuck = Order.objects.filter(status__in=UNSETTLED, updated_at__lt=started - timedelta(seconds=older_than_seconds))
     while time.monotonic() < deadline:
-        now = timezone.now()
-        stuck = Order.objects.filter(status__in=UNSETTLED, updated_at__lt=now - timedelta(seconds=older_than_seconds))
         claimed, flagged = _claim(
             stuck,
-            now=now,
+            due_at=started,
             max_attempts=max_attempts,
             backoff_base_seconds=older_than_seconds,
             flag_reason=_stuck_reason,
@@ -227,7 +237,7 @@ def _refund_unmatched(charge: GatewayCharge, report: AuditReport) -> None:
 def _refund_order(order_id: uuid.UUID, *, max_attempts: int, backoff_base_seconds: float, report: AuditReport) -> None:
     claimed, flagged = _claim(
         Order.objects.filter(id=order_id, status__in=REFUNDABLE_STATUSES),
-        now=timezone.now(),
+        due_at=timezone.now(),
         max_attempts=max_attempts,
         backoff_base_seconds=backoff_base_seconds,
         flag_reason=lambda order: f"{order.status} with a charge the gateway did not refund after {order.reconcile_attempts} attempt(s)",
