@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from resilience.redis_client import fail_fast_client
+from resilience.redis_client import shared_fail_fast_client
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,10 @@ class InvalidPaymentFaults(ValueError):
 
 _lock = threading.Lock()
 _cached: tuple[float, dict[str, str]] | None = None  # (read at, overrides)
-_client: redis.Redis | None = None
 
 
 def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
-    return _client
+    return shared_fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
 
 
 def _validated(*, success_rate: float | None, latency_seconds: float | None, failure_kind: str | None) -> dict[str, str]:
@@ -126,8 +122,7 @@ def payment_faults_current() -> PaymentFaults:
 
 
 def payment_faults_cache_clear() -> None:
-    """Forget this process's cached read and client (after a change here, or between tests)."""
-    global _cached, _client
+    """Forget this process's cached read (after a change here, or between tests)."""
+    global _cached
     with _lock:
         _cached = None
-    _client = None

@@ -169,9 +169,12 @@ class MockPaymentGateway:
         return RefundResult(refunded=True, refund_id=charge.refund_id, charge_id=charge.external_transaction_id)
 
     def charges(self, *, created_after: datetime, created_before: datetime) -> list[GatewayCharge]:
-        rows = MockGatewayCharge.objects.filter(
-            approved=True, created_at__gt=created_after, created_at__lte=created_before
-        ).order_by("created_at")
+        with _provider_connection():
+            rows = list(
+                MockGatewayCharge.objects.filter(
+                    approved=True, created_at__gt=created_after, created_at__lte=created_before
+                ).order_by("created_at")
+            )
         return [
             GatewayCharge(
                 idempotency_key=row.idempotency_key,

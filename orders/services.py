@@ -11,12 +11,12 @@ from django.utils import timezone
 
 from checkout.models import Product
 from ecommerce.errors import Conflict, NotFound
-from ecommerce.kafka.topics import ORDERS_CREATED
-from ecommerce.kafka.topics import PAYMENTS_COMPLETED
+from ecommerce.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
 from orders.events import (
     ORDER_CREATED,
     PAYMENT_COMPLETED,
     PAYMENT_REFUNDED,
+    EventEnvelope,
     OrderCreatedPayload,
     PaymentCompletedPayload,
     PaymentRefundedPayload,
@@ -130,6 +130,20 @@ def order_create(
     return order
 
 
+def _order_event_record(*, topic: str, order: Order, payload: EventEnvelope) -> OutboxEvent:
+    """Put an order's event in the outbox: keyed by the order id, with the envelope's id, type and correlation id."""
+    return outbox_event_create(
+        topic=topic,
+        key=str(order.id),
+        aggregate_type="order",
+        aggregate_id=str(order.id),
+        event_type=payload["eventType"],
+        payload=payload,
+        event_id=uuid.UUID(payload["eventId"]),
+        correlation_id=payload["correlationId"],
+    )
+
+
 def order_created_event_create(*, order: Order, items: list[OrderItem] | None = None) -> OutboxEvent:
     """Record the order's `OrderCreated` in the outbox (inside the caller's transaction).
 
@@ -161,16 +175,7 @@ def order_created_event_create(*, order: Order, items: list[OrderItem] | None = 
         "subtotal": f"{order.subtotal:.2f}",
         "cartId": str(order.cart_id) if order.cart_id else None,
     }
-    return outbox_event_create(
-        topic=ORDERS_CREATED,
-        key=str(order.id),
-        aggregate_type="order",
-        aggregate_id=str(order.id),
-        event_type=ORDER_CREATED,
-        payload=payload,
-        event_id=uuid.UUID(payload["eventId"]),
-        correlation_id=order.correlation_id or None,
-    )
+    return _order_event_record(topic=ORDERS_CREATED, order=order, payload=payload)
 
 
 def order_transition_allowed(*, current: str, target: str) -> bool:
@@ -260,16 +265,7 @@ def payment_event_create(*, order: Order, payment: PaymentTransaction, correlati
             "refundReason": payment.refund_reason,
             "refundedAt": utc_timestamp(payment.refunded_at),
         }
-    return outbox_event_create(
-        topic=PAYMENTS_COMPLETED,
-        key=str(order.id),
-        aggregate_type="order",
-        aggregate_id=str(order.id),
-        event_type=event_type,
-        payload=payload,
-        event_id=uuid.UUID(payload["eventId"]),
-        correlation_id=correlation_id,
-    )
+    return _order_event_record(topic=PAYMENTS_COMPLETED, order=order, payload=payload)
 
 
 # Orders whose money must not be kept: settled without being paid.

@@ -2,6 +2,7 @@
 import threading
 
 import pytest
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from orders import payments
@@ -42,6 +43,12 @@ def fast_retries(settings):
     settings.RESILIENCE_POLICIES = FAST_RETRIES
 
 
+@pytest.fixture(autouse=True)
+def provider_ledger_of_this_test():
+    """The provider's ledger is committed outside test transactions: start the audit from an empty one."""
+    MockGatewayCharge.objects.all().delete()
+
+
 def test_an_order_cancelled_while_its_payment_is_in_flight_is_refunded_once(
     place_order, manager_client, payment_faults
 ):
@@ -52,7 +59,14 @@ def test_an_order_cancelled_while_its_payment_is_in_flight_is_refunded_once(
     payment_faults_set(latency_seconds=1.0)  # the provider answers slowly: a window to cancel in
     refunded_before = counter("payment_refunds_total", outcome="refunded")
     outcome: list[Outcome] = []
-    consumer = threading.Thread(target=lambda: outcome.append(process_order_created_message(order_created_message(row))))
+
+    def consume() -> None:
+        try:
+            outcome.append(process_order_created_message(order_created_message(row)))
+        finally:
+            connection.close()
+
+    consumer = threading.Thread(target=consume)
     consumer.start()
     try:
         wait_for(lambda: Order.objects.get(id=order_id).status == "PROCESSING", timeout=10, what="the payment in flight")
