@@ -10,6 +10,10 @@ raises an error whose class tells the consumer loop what to do:
   transient infrastructure, retry without dead-lettering;
 * anything else: a processing error, retried a bounded number of times and
   then dead-lettered.
+
+An order cancelled while its payment was in flight is not paid: its charge is
+recorded and refunded. `order_created_apply` is the same work for an event
+already decoded, which is how reconciliation resumes a stuck payment.
 """
 import json
 import logging
@@ -122,8 +126,8 @@ def _record(event: OrderCreatedEvent, topic: str, outcome: str, detail: str = ""
     )
 
 
-def _skip(order: Order, event: OrderCreatedEvent, topic: str, target: str, detail: str = "") -> Outcome:
-    detail = f"order {order.order_number} is {order.status}; {target} refused{detail}"
+def _skip(order: Order, event: OrderCreatedEvent, topic: str, target: str, note: str = "") -> Outcome:
+    detail = f"order {order.order_number} is {order.status}; {target} refused{note}"
     _record(event, topic, ProcessedEventOutcome.SKIPPED, detail)
     PROCESSED.labels("skipped").inc()
     logger.warning("illegal transition skipped", extra={"event": "resilience", "order_number": order.order_number, "detail": detail})
