@@ -7,14 +7,18 @@ rather than kept by any one process. Counters from several processes
 """
 import logging
 import os
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from orders.models import Order, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
 from resilience.breaker import STATE_VALUE, State
 from resilience.policies import DEFAULT_POLICIES, breaker_for
@@ -28,6 +32,10 @@ class PlatformStateCollector:
             yield from self._outbox()
         except Exception as error:  # a scrape during a database outage still answers
             logger.warning("outbox gauges unavailable", extra={"error": repr(error)})
+        try:
+            yield from self._orders()
+        except Exception as error:  # likewise
+            logger.warning("order gauges unavailable", extra={"error": repr(error)})
         yield from self._breakers()
 
     def _outbox(self):
@@ -45,6 +53,29 @@ class PlatformStateCollector:
         age = GaugeMetricFamily("outbox_oldest_pending_age_seconds", "Age of the oldest PENDING outbox row (0 when none).")
         age.add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0.0)
         yield age
+
+    def _orders(self):
+        cutoff = timezone.now() - timedelta(seconds=settings.ORDER_RECONCILE_AFTER_SECONDS)
+        counts = dict.fromkeys([OrderStatus.PENDING, OrderStatus.PROCESSING], 0)
+        counts.update(
+            Order.objects.filter(status__in=list(counts), updated_at__lt=cutoff)
+            .order_by()
+            .values_list("status")
+            .annotate(count=Count("id"))
+            .values_list("status", "count")
+        )
+        flagged = Order.objects.filter(flagged_at__isnull=False).count()
+        stuck = GaugeMetricFamily(
+            "orders_stuck",
+            "Orders PENDING or PROCESSING for longer than ORDER_RECONCILE_AFTER_SECONDS, by status.",
+            labels=["status"],
+        )
+        for status, count in counts.items():
+            stuck.add_metric([status], count)
+        yield stuck
+        gauge = GaugeMetricFamily("orders_flagged", "Orders reconciliation flagged for a human (until unflagged).")
+        gauge.add_metric([], flagged)
+        yield gauge
 
     def _breakers(self):
         gauge = GaugeMetricFamily(

@@ -27,4 +27,7 @@ def schedules() -> list[Schedule]:
         Schedule(
             "processed-events-purge", "orders.processed_events_purge", settings.PROCESSED_EVENT_PURGE_INTERVAL_SECONDS
         ),
+        # Anti-entropy: stuck orders driven to a terminal state, charges without a PAID order refunded.
+        Schedule("orders-reconcile", "orders.reconcile", settings.ORDER_RECONCILE_INTERVAL_SECONDS),
+        Schedule("orders-payment-audit", "orders.payment_audit", settings.PAYMENT_AUDIT_INTERVAL_SECONDS),
     ]

@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from orders.models import Order, OrderItem, PaymentTransaction, ProcessedEvent
+from orders.services import orders_flag_clear
 
 
 class OrderItemInline(admin.TabularInline):
@@ -18,7 +21,10 @@ class PaymentTransactionInline(admin.StackedInline):
     model = PaymentTransaction
     extra = 0
     can_delete = False
-    fields = ["status", "amount", "payment_method", "external_transaction_id", "failure_reason", "attempt_count", "created_at"]
+    fields = [
+        "status", "amount", "payment_method", "external_transaction_id", "failure_reason", "attempt_count", "created_at",
+        "refunded_at", "refund_external_transaction_id", "refund_reason",
+    ]  # fmt: skip
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -39,12 +45,32 @@ class ProcessedEventAdmin(admin.ModelAdmin):
         return False  # a forgotten event would be applied again on redelivery
 
 
+class FlaggedFilter(admin.SimpleListFilter):
+    title = "flagged for a human"
+    parameter_name = "flagged"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Flagged"), ("no", "Not flagged")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(flagged_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(flagged_at__isnull=True)
+        return queryset
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    """Read-only: orders change state through the API and the consumer, never by hand."""
+    """Read-only: orders change state through the API and the consumer, never by hand.
 
-    list_display = ["order_number", "status", "payment_status", "customer_email", "subtotal", "created_at"]
-    list_filter = ["status", "payment_status", "created_at"]
+    Reconciliation flags an order it could not settle (`flagged_at`, `flag_reason`);
+    once a human has looked, "clear the flag" gives it a fresh reconciliation budget.
+    """
+
+    list_display = ["order_number", "status", "payment_status", "customer_email", "subtotal", "created_at", "flagged_at"]
+    list_filter = [FlaggedFilter, "status", "payment_status", "created_at"]
+    actions = ["clear_flag"]
     search_fields = ["order_number", "customer_email", "id"]
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in Order._meta.fields]
@@ -58,3 +84,11 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_reconcile_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    @admin.action(description="Clear the flag and let reconciliation try again", permissions=["reconcile"])
+    def clear_flag(self, request: HttpRequest, queryset: QuerySet) -> None:
+        cleared = orders_flag_clear(ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(request, f"{cleared} order(s) unflagged; reconciliation picks them up again.", messages.SUCCESS)

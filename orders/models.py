@@ -1,6 +1,7 @@
 import uuid
 
 from django.db import models
+from django.db.models import Q
 
 
 class OrderStatus(models.TextChoices):
@@ -16,6 +17,7 @@ class PaymentStatus(models.TextChoices):
     PENDING = "PENDING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
+    REFUNDED = "REFUNDED"  # charged, then given back (the order was cancelled or failed meanwhile)
 
 
 # SPEC.md "Orders and payments": the only moves an order may make.
@@ -57,10 +59,25 @@ class Order(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Reconciliation (orders/reconciliation.py): how often the order was re-driven,
+    # when it may be next, and, once that budget is spent, the flag for a human.
+    reconcile_attempts = models.PositiveSmallIntegerField(default=0)
+    reconcile_next_at = models.DateTimeField(null=True, blank=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    flag_reason = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-order_number"]
-        indexes = [models.Index(fields=["status", "-created_at"])]
+        indexes = [
+            models.Index(fields=["status", "-created_at"]),
+            # The reconciler's work queue: the few orders not yet settled.
+            models.Index(
+                fields=["updated_at"],
+                name="orders_unsettled_idx",
+                condition=Q(status__in=["PENDING", "PROCESSING"]),
+            ),
+            models.Index(fields=["flagged_at"], name="orders_flagged_idx", condition=Q(flagged_at__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return self.order_number
@@ -99,6 +116,10 @@ class PaymentTransaction(models.Model):
     failure_reason = models.TextField(null=True, blank=True)
     attempt_count = models.PositiveSmallIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the charge was given back (status REFUNDED).
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    refund_external_transaction_id = models.CharField(max_length=100, null=True, blank=True)
+    refund_reason = models.TextField(blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.status}"
@@ -135,4 +156,9 @@ class MockGatewayCharge(models.Model):
     approved = models.BooleanField()
     external_transaction_id = models.CharField(max_length=100, null=True, blank=True)
     decline_reason = models.TextField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A refund is keyed by the same idempotency key: at most one per charge.
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    refund_id = models.CharField(max_length=100, null=True, blank=True)
+    # Every refund request for the key, repeated ones included (a retry, a second job run).
+    refund_requests = models.PositiveIntegerField(default=0)

@@ -10,24 +10,29 @@ raises an error whose class tells the consumer loop what to do:
   transient infrastructure, retry without dead-lettering;
 * anything else: a processing error, retried a bounded number of times and
   then dead-lettered.
+
+An order cancelled while its payment was in flight is not paid: its charge is
+recorded and refunded. `order_created_apply` is the same work for an event
+already decoded, which is how reconciliation resumes a stuck payment.
 """
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from prometheus_client import Counter, Histogram
 
 from ecommerce.correlation import set_correlation_id
 from ecommerce.db import delete_in_batches
 from ecommerce.kafka.client import IncomingMessage
-from ecommerce.kafka.topics import PAYMENTS_COMPLETED
-from orders.events import EVENT_VERSION, ORDER_CREATED, PAYMENT_COMPLETED, utc_timestamp
+from orders.events import EVENT_VERSION, ORDER_CREATED
+from orders.metrics import DUPLICATES, PROCESSED, PROCESSING_SECONDS
 from orders.models import (
     Order,
     OrderStatus,
@@ -37,21 +42,13 @@ from orders.models import (
     ProcessedEvent,
     ProcessedEventOutcome,
 )
-from orders.payments import payment_charge
-from orders.services import order_transition_allowed
-from outbox.services import outbox_event_create
+from orders.payments import PaymentOutcome, payment_charge
+from orders.services import order_payment_refund, order_transition_allowed, payment_event_create
 
 logger = logging.getLogger(__name__)
 
-PROCESSED = Counter("orders_consumer_processed", "OrderCreated events applied, by outcome.", ["outcome"])
-DUPLICATES = Counter("orders_consumer_duplicates", "OrderCreated deliveries already applied (redeliveries).")
-PROCESSING_SECONDS = Histogram(
-    "orders_consumer_processing_seconds",
-    "Time to apply one OrderCreated, payment included.",
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
-)
-
 SUPPORTED = {(ORDER_CREATED, EVENT_VERSION)}
+REFUND_REASON_CANCELLED = "order cancelled while its payment was in flight"
 
 
 class PoisonMessage(Exception):
@@ -77,7 +74,7 @@ class OrderCreatedEvent:
     subtotal: Decimal
 
 
-def _require(payload: dict[str, Any], field: str, kind: type) -> Any:
+def _require(payload: Mapping[str, Any], field: str, kind: type) -> Any:
     value = payload.get(field)
     if not isinstance(value, kind):
         raise PoisonMessage(f"field {field!r} must be a {kind.__name__}, got {type(value).__name__}")
@@ -94,6 +91,11 @@ def order_created_parse(message: IncomingMessage) -> OrderCreatedEvent:
         raise PoisonMessage(f"not JSON: {error}") from error
     if not isinstance(payload, dict):
         raise PoisonMessage("the event must be a JSON object")
+    return order_created_from_payload(payload)
+
+
+def order_created_from_payload(payload: Mapping[str, Any]) -> OrderCreatedEvent:
+    """Validate a decoded OrderCreated (from Kafka, or its outbox row); raise PoisonMessage if it cannot work."""
     kind = (payload.get("eventType"), payload.get("eventVersion"))
     if kind not in SUPPORTED:
         raise PoisonMessage(f"unsupported event type/version {kind[0]!r}/{kind[1]!r}")
@@ -124,8 +126,8 @@ def _record(event: OrderCreatedEvent, topic: str, outcome: str, detail: str = ""
     )
 
 
-def _skip(order: Order, event: OrderCreatedEvent, topic: str, target: str) -> Outcome:
-    detail = f"order {order.order_number} is {order.status}; {target} refused"
+def _skip(order: Order, event: OrderCreatedEvent, topic: str, target: str, note: str = "") -> Outcome:
+    detail = f"order {order.order_number} is {order.status}; {target} refused{note}"
     _record(event, topic, ProcessedEventOutcome.SKIPPED, detail)
     PROCESSED.labels("skipped").inc()
     logger.warning("illegal transition skipped", extra={"event": "resilience", "order_number": order.order_number, "detail": detail})
@@ -138,24 +140,45 @@ def _duplicate(event: OrderCreatedEvent) -> Outcome:
     return Outcome.DUPLICATE
 
 
+def _lock_unprocessed(event: OrderCreatedEvent) -> Order | None:
+    """Lock the event's order; None if the event was applied already.
+
+    The order's lock comes first: whoever held it before us (another
+    consumer, or reconciliation resuming the same order) has committed its
+    processed-event record by the time we look for it.
+    """
+    order = Order.objects.select_for_update(of=("self",)).filter(id=event.order_id).first()
+    if ProcessedEvent.objects.filter(event_id=event.event_id).exists():
+        return None
+    if order is None:
+        raise OrderNotFound(f"order {event.order_id} ({event.order_number}) does not exist")
+    return order
+
+
 def process_order_created_message(message: IncomingMessage) -> Outcome:
-    """Apply an OrderCreated once: PROCESSING, pay, then PAID or FAILED with its PaymentCompleted."""
-    event = order_created_parse(message)
+    """Apply an OrderCreated from Kafka once (see order_created_apply)."""
+    return order_created_apply(event=order_created_parse(message), topic=message.topic)
+
+
+def order_created_apply(*, event: OrderCreatedEvent, topic: str) -> Outcome:
+    """Apply an OrderCreated once: PROCESSING, pay, then PAID or FAILED with its PaymentCompleted.
+
+    Also how reconciliation resumes a payment left in PROCESSING: the same
+    steps, the same event id, the same idempotency key at the gateway.
+    """
     set_correlation_id(event.correlation_id)
     with PROCESSING_SECONDS.time():
         # 1. Claim the order for payment (short transaction: the payment call
         #    must not hold the order's lock or a database transaction open).
         with transaction.atomic():
-            if ProcessedEvent.objects.filter(event_id=event.event_id).exists():
-                return _duplicate(event)
-            order = Order.objects.select_for_update(of=("self",)).filter(id=event.order_id).first()
+            order = _lock_unprocessed(event)
             if order is None:
-                raise OrderNotFound(f"order {event.order_id} ({event.order_number}) does not exist")
+                return _duplicate(event)
             if order.status == OrderStatus.PENDING:
                 order.status = OrderStatus.PROCESSING
                 order.save(update_fields=["status", "updated_at"])
             elif order.status != OrderStatus.PROCESSING:  # PROCESSING: a redelivery after a crash resumes
-                return _skip(order, event, message.topic, OrderStatus.PROCESSING)
+                return _skip(order, event, topic, OrderStatus.PROCESSING)
 
         # 2. Pay. The order id is the provider's idempotency key, so a resumed
         #    delivery gets the first answer back instead of a second charge.
@@ -163,60 +186,54 @@ def process_order_created_message(message: IncomingMessage) -> Outcome:
 
         # 3. Record the outcome, the event as processed and PaymentCompleted, together.
         with transaction.atomic():
-            if ProcessedEvent.objects.filter(event_id=event.event_id).exists():
+            order = _lock_unprocessed(event)
+            if order is None:
                 return _duplicate(event)  # another consumer finished it meanwhile
-            order = Order.objects.select_for_update(of=("self",)).get(id=event.order_id)
             target = OrderStatus.PAID if payment.approved else OrderStatus.FAILED
             if not order_transition_allowed(current=order.status, target=target):
-                return _skip(order, event, message.topic, target)
-            transaction_record = PaymentTransaction.objects.create(
-                order=order,
-                amount=order.subtotal,
-                payment_method=PaymentMethod.CARD,
-                status=PaymentStatus.SUCCESS if payment.approved else PaymentStatus.FAILED,
-                external_transaction_id=payment.external_transaction_id,
-                failure_reason=payment.failure_reason,
-                attempt_count=payment.attempts,
-            )
-            now = timezone.now()
-            order.status = target
-            order.payment_status = transaction_record.status
-            order.save(update_fields=["status", "payment_status", "updated_at"])
-            _record(event, message.topic, ProcessedEventOutcome.PROCESSED)
-            event_id = uuid.uuid4()
-            outbox_event_create(
-                topic=PAYMENTS_COMPLETED,
-                key=str(order.id),
-                aggregate_type="order",
-                aggregate_id=str(order.id),
-                event_type=PAYMENT_COMPLETED,
-                payload={
-                    "eventId": str(event_id),
-                    "eventType": PAYMENT_COMPLETED,
-                    "eventVersion": EVENT_VERSION,
-                    "timestamp": utc_timestamp(now),
-                    "correlationId": event.correlation_id,
-                    "orderId": str(order.id),
-                    "orderNumber": order.order_number,
-                    "paymentTransactionId": str(transaction_record.id),
-                    "status": transaction_record.status,
-                    "amount": f"{transaction_record.amount:.2f}",
-                    "paymentMethod": transaction_record.payment_method,
-                    "externalTransactionId": transaction_record.external_transaction_id,
-                    "failureReason": transaction_record.failure_reason,
-                },
-                event_id=event_id,
-                correlation_id=event.correlation_id,
-            )
+                if not payment.approved:
+                    return _skip(order, event, topic, target)
+                # Cancelled while the payment was in flight: the money is taken
+                # and must go back. Recorded now, refunded after the commit.
+                _record_payment(order, payment)
+                order.payment_status = PaymentStatus.SUCCESS
+                order.save(update_fields=["payment_status", "updated_at"])
+                outcome = _skip(order, event, topic, target, "; the charge is refunded")
+                refund_due = True
+            else:
+                transaction_record = _record_payment(order, payment)
+                order.status = target
+                order.payment_status = transaction_record.status
+                order.save(update_fields=["status", "payment_status", "updated_at"])
+                _record(event, topic, ProcessedEventOutcome.PROCESSED)
+                payment_event_create(order=order, payment=transaction_record, correlation_id=event.correlation_id)
+                outcome = Outcome.PROCESSED
+                refund_due = False
+    if refund_due:
+        # A failure here leaves a charge without a PAID order: the payment audit refunds it.
+        order_payment_refund(order_id=order.id, reason=REFUND_REASON_CANCELLED)
+        return outcome
     PROCESSED.labels("paid" if payment.approved else "payment_failed").inc()
     logger.info(
         "order payment recorded",
         extra={"order_number": order.order_number, "status": target, "attempts": payment.attempts},
     )
-    return Outcome.PROCESSED
+    return outcome
+
+
+def _record_payment(order: Order, payment: PaymentOutcome) -> PaymentTransaction:
+    return PaymentTransaction.objects.create(
+        order=order,
+        amount=order.subtotal,
+        payment_method=PaymentMethod.CARD,
+        status=PaymentStatus.SUCCESS if payment.approved else PaymentStatus.FAILED,
+        external_transaction_id=payment.external_transaction_id,
+        failure_reason=payment.failure_reason,
+        attempt_count=payment.attempts,
+    )
 
 
 def processed_events_purge(*, older_than_days: int, batch_size: int) -> int:
     """Forget processed-event records after their retention, a batch per transaction."""
-    cutoff = timezone.now() - timezone.timedelta(days=older_than_days)
+    cutoff = timezone.now() - timedelta(days=older_than_days)
     return delete_in_batches(ProcessedEvent.objects.filter(processed_at__lt=cutoff), batch_size=batch_size)

@@ -11,15 +11,31 @@ from django.utils import timezone
 
 from checkout.models import Product
 from ecommerce.errors import Conflict, NotFound
-from ecommerce.kafka.topics import ORDERS_CREATED
+from ecommerce.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
+from ecommerce.timestamps import utc_timestamp
 from orders.events import (
-    EVENT_VERSION,
     ORDER_CREATED,
+    PAYMENT_COMPLETED,
+    PAYMENT_REFUNDED,
+    EventEnvelope,
     OrderCreatedPayload,
-    new_event_id,
-    utc_timestamp,
+    PaymentCompletedPayload,
+    PaymentRefundedPayload,
+    event_envelope,
 )
-from orders.models import ORDER_TRANSITIONS, Order, OrderItem, OrderNumberSequence, OrderStatus
+from orders.metrics import PAYMENT_REFUNDS
+from orders.models import (
+    ORDER_TRANSITIONS,
+    Order,
+    OrderItem,
+    OrderNumberSequence,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+    PaymentTransaction,
+)
+from orders.payments import RefundOutcome, payment_refund
+from outbox.models import OutboxEvent
 from outbox.services import outbox_event_create
 
 logger = logging.getLogger(__name__)
@@ -110,13 +126,33 @@ def order_create(
             for line in lines
         ]
     )
-    event_id = new_event_id()
+    order_created_event_create(order=order, items=items)
+    return order
+
+
+def _order_event_record(*, topic: str, order: Order, payload: EventEnvelope) -> OutboxEvent:
+    """Put an order's event in the outbox: keyed by the order id, with the envelope's id, type and correlation id."""
+    return outbox_event_create(
+        topic=topic,
+        key=str(order.id),
+        aggregate_type="order",
+        aggregate_id=str(order.id),
+        event_type=payload["eventType"],
+        payload=payload,
+        event_id=uuid.UUID(payload["eventId"]),
+        correlation_id=payload["correlationId"],
+    )
+
+
+def order_created_event_create(*, order: Order, items: list[OrderItem] | None = None) -> OutboxEvent:
+    """Record the order's `OrderCreated` in the outbox (inside the caller's transaction).
+
+    `items` saves checkout a query; without them the order's items are read.
+    """
+    if items is None:
+        items = list(order.items.all())
     payload: OrderCreatedPayload = {
-        "eventId": str(event_id),
-        "eventType": ORDER_CREATED,
-        "eventVersion": EVENT_VERSION,
-        "timestamp": utc_timestamp(now),
-        "correlationId": correlation_id,
+        **event_envelope(event_type=ORDER_CREATED, correlation_id=order.correlation_id or None, moment=order.created_at),
         "orderId": str(order.id),
         "orderNumber": order.order_number,
         "customer": {
@@ -136,20 +172,10 @@ def order_create(
             }
             for item in items
         ],
-        "subtotal": f"{subtotal:.2f}",
-        "cartId": str(cart_id) if cart_id else None,
+        "subtotal": f"{order.subtotal:.2f}",
+        "cartId": str(order.cart_id) if order.cart_id else None,
     }
-    outbox_event_create(
-        topic=ORDERS_CREATED,
-        key=str(order.id),
-        aggregate_type="order",
-        aggregate_id=str(order.id),
-        event_type=ORDER_CREATED,
-        payload=payload,
-        event_id=event_id,
-        correlation_id=correlation_id,
-    )
-    return order
+    return _order_event_record(topic=ORDERS_CREATED, order=order, payload=payload)
 
 
 def order_transition_allowed(*, current: str, target: str) -> bool:
@@ -211,3 +237,94 @@ def order_fulfill(*, order_number: str, tracking_number: str, carrier: str, note
     )
     logger.info("order fulfilled", extra={"order_number": order.order_number})
     return order
+
+
+def payment_event_create(*, order: Order, payment: PaymentTransaction, correlation_id: str | None) -> OutboxEvent:
+    """Announce a payment on `payments.completed`: PaymentCompleted, or PaymentRefunded once given back.
+
+    Runs inside the transaction that recorded the payment, like every outbox write.
+    """
+    refunded = payment.status == PaymentStatus.REFUNDED
+    event_type = PAYMENT_REFUNDED if refunded else PAYMENT_COMPLETED
+    completed: PaymentCompletedPayload = {
+        **event_envelope(event_type=event_type, correlation_id=correlation_id, moment=timezone.now()),
+        "orderId": str(order.id),
+        "orderNumber": order.order_number,
+        "paymentTransactionId": str(payment.id),
+        "status": payment.status,
+        "amount": f"{payment.amount:.2f}",
+        "paymentMethod": payment.payment_method,
+        "externalTransactionId": payment.external_transaction_id,
+        "failureReason": payment.failure_reason,
+    }
+    payload: PaymentCompletedPayload | PaymentRefundedPayload = completed
+    if refunded:
+        payload = {
+            **completed,
+            "refundTransactionId": payment.refund_external_transaction_id,
+            "refundReason": payment.refund_reason,
+            "refundedAt": utc_timestamp(payment.refunded_at),
+        }
+    return _order_event_record(topic=PAYMENTS_COMPLETED, order=order, payload=payload)
+
+
+# Orders whose money must not be kept: settled without being paid.
+REFUNDABLE_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.FAILED})
+
+
+def order_payment_refund(*, order_id: uuid.UUID, reason: str) -> RefundOutcome:
+    """Give back the charge taken for a CANCELLED or FAILED order, and record it; safe to repeat.
+
+    The gateway refunds the order id's charge at most once, so a retry or a
+    second caller (the consumer and the payment audit) gets the same refund
+    back; the refund is recorded, and PaymentRefunded announced, once, under
+    the order's lock. An order that may still become PAID is refused
+    without calling the gateway.
+    """
+    status = Order.objects.filter(id=order_id).values_list("status", flat=True).first()
+    if status not in REFUNDABLE_STATUSES:
+        raise Conflict(f"Order {order_id} is {status}; only a CANCELLED or FAILED order is refunded.")
+    outcome = payment_refund(idempotency_key=str(order_id))
+    if outcome.failure_reason:
+        PAYMENT_REFUNDS.labels("failed").inc()
+        logger.error(
+            "refund failed", extra={"event": "resilience", "order_id": str(order_id), "reason": outcome.failure_reason}
+        )
+        return outcome
+    if not outcome.refunded:
+        return outcome  # nothing was charged
+    with transaction.atomic():
+        order = Order.objects.select_for_update(of=("self",)).get(id=order_id)
+        payment = PaymentTransaction.objects.select_for_update().filter(order=order).first()
+        if payment is not None and payment.status == PaymentStatus.REFUNDED:
+            return outcome  # recorded by an earlier call
+        if payment is None:
+            # The charge was taken but never recorded (the payer stopped in between).
+            payment = PaymentTransaction(
+                order=order,
+                amount=order.subtotal,
+                payment_method=PaymentMethod.CARD,
+                external_transaction_id=outcome.charge_id,
+                attempt_count=0,
+            )
+        payment.status = PaymentStatus.REFUNDED
+        payment.refunded_at = timezone.now()
+        payment.refund_external_transaction_id = outcome.refund_id
+        payment.refund_reason = reason
+        payment.save()
+        order.payment_status = PaymentStatus.REFUNDED
+        order.save(update_fields=["payment_status", "updated_at"])
+        payment_event_create(order=order, payment=payment, correlation_id=order.correlation_id or None)
+    PAYMENT_REFUNDS.labels("refunded").inc()
+    logger.warning(
+        "payment refunded",
+        extra={"event": "resilience", "order_number": order.order_number, "status": order.status, "reason": reason},
+    )
+    return outcome
+
+
+def orders_flag_clear(*, ids: list[uuid.UUID]) -> int:
+    """Unflag orders a human has looked at, with a fresh reconciliation budget; return how many."""
+    return Order.objects.filter(id__in=ids, flagged_at__isnull=False).update(
+        flagged_at=None, flag_reason="", reconcile_attempts=0, reconcile_next_at=None
+    )

@@ -102,3 +102,18 @@ def dead_letters_resolve(*, ids: list[int]) -> int:
     from resilience.models import DeadLetter
 
     return DeadLetter.objects.filter(id__in=ids, resolved_at__isnull=True).update(resolved_at=timezone.now())
+
+
+def outbox_events_republish(*, ids: list[int]) -> int:
+    """Send PUBLISHED or FAILED rows again, unchanged (same event id, payload and headers); return how many.
+
+    For reconciliation after the broker lost acknowledged events. The row goes
+    back to PENDING, so the relay publishes it in its aggregate's order, and
+    the consumer's processed-events table makes a second delivery harmless.
+    """
+    updated = OutboxEvent.objects.filter(id__in=ids, status__in=[OutboxStatus.PUBLISHED, OutboxStatus.FAILED]).update(
+        status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None, published_at=None, last_error=""
+    )
+    if updated:
+        outbox_relay_wake_on_commit()
+    return updated

@@ -1,4 +1,6 @@
 """Redis clients for optional, latency-sensitive calls."""
+import functools
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -17,3 +19,9 @@ def fail_fast_client(url: str, *, timeout_seconds: float) -> redis.Redis:
         socket_timeout=timeout_seconds,
         retry=Retry(NoBackoff(), 0),
     )
+
+
+@functools.cache
+def shared_fail_fast_client(url: str, *, timeout_seconds: float) -> redis.Redis:
+    """This process's one fail-fast client for `url` (its connection pool is thread-safe and reused)."""
+    return fail_fast_client(url, timeout_seconds=timeout_seconds)

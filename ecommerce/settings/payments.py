@@ -20,3 +20,17 @@ PROCESSED_EVENT_PURGE_INTERVAL_SECONDS = env.int("PROCESSED_EVENT_PURGE_INTERVAL
 # Fault injection for drills and tests only: the consumer kills itself with
 # SIGKILL after a message's database commit and before its offset commit.
 CONSUMER_CRASH_AFTER_DB_COMMIT = env.bool("CONSUMER_CRASH_AFTER_DB_COMMIT", default=False)
+
+# Reconciliation (orders/reconciliation.py): an order PENDING or PROCESSING for
+# longer than this is re-driven. Well above the slowest payment (three 5 s
+# attempts with backoff), so an order in the consumer's hands is left alone.
+ORDER_RECONCILE_AFTER_SECONDS = env.int("ORDER_RECONCILE_AFTER_SECONDS", default=120)
+# Re-drives of one order (each waiting twice as long as the one before) before it is flagged for a human.
+ORDER_RECONCILE_MAX_ATTEMPTS = env.int("ORDER_RECONCILE_MAX_ATTEMPTS", default=5)
+ORDER_RECONCILE_INTERVAL_SECONDS = env.int("ORDER_RECONCILE_INTERVAL_SECONDS", default=60)
+# The payment audit: successful gateway charges whose order is not PAID are refunded.
+PAYMENT_AUDIT_INTERVAL_SECONDS = env.int("PAYMENT_AUDIT_INTERVAL_SECONDS", default=300)
+# Charges younger than this are left alone: their payment may still be being recorded.
+PAYMENT_AUDIT_GRACE_SECONDS = env.int("PAYMENT_AUDIT_GRACE_SECONDS", default=300)
+# How far back each run lists the gateway's charges.
+PAYMENT_AUDIT_LOOKBACK_HOURS = env.int("PAYMENT_AUDIT_LOOKBACK_HOURS", default=72)
