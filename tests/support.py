@@ -133,8 +133,8 @@ def platform_process_env(**overrides: str) -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
         "DATABASE_URL": database_url_for_tests(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "TEST_REDIS_URL": settings.REDIS_URL,
+        "TEST_CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
         **overrides,
     }

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "ecommerce",
     "resilience",
     "outbox",
+    "deadletters",
     "checkout",
     "orders",
 ]
