@@ -87,7 +87,9 @@ class DisposableBroker:
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0) -> list:
     """Every record of `topic`, from the beginning to the end offsets seen now."""
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=1000, allow_auto_create_topics=False
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
@@ -105,9 +107,29 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0) -> list:
         consumer.close()
 
 
+def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
+    """Send (partition, key, value, headers) records as they are, acknowledged, in order."""
+    producer = KafkaProducer(
+        bootstrap_servers=[bootstrap], acks="all", allow_auto_create_topics=False, max_request_size=1048576
+    )
+    try:
+        for partition, key, value, headers in records:
+            producer.send(topic, partition=partition, key=key, value=value, headers=headers).get(timeout=20)
+    finally:
+        producer.close()
+
+
+def order_record(row, partition: int = 0) -> tuple[int, bytes, bytes, list[tuple[str, bytes]]]:
+    """The record the relay makes of an OrderCreated outbox row, for `produce` (the test sends it itself)."""
+    import json
+
+    headers = [(name, str(value).encode()) for name, value in row.headers.items()]
+    return (partition, row.key.encode(), json.dumps(row.payload).encode(), headers)
+
+
 def nudge_high_watermarks(bootstrap: str, topic: str) -> None:
     """Write one marker record (no event_id header) to every partition of a test topic."""
-    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all", allow_auto_create_topics=False)
     try:
         for partition in sorted(producer.partitions_for(topic)):
             producer.send(topic, partition=partition, value=b"watermark-marker").get(timeout=10)
@@ -346,7 +368,9 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 
     Read through a consumer of the group that never subscribes, so it does not join or disturb it.
     """
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False, allow_auto_create_topics=False
+    )
     try:
         offsets = {}
         for partition in sorted(consumer.partitions_for_topic(topic) or []):
