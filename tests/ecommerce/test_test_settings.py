@@ -6,6 +6,7 @@ import sys
 import redis
 from django.conf import settings
 
+from celery_app import app
 from resilience.policies import breaker_for
 from tests.support import ROOT
 
@@ -67,3 +68,8 @@ def test_the_suite_breaker_keys_live_in_the_suite_redis_database():
     finally:
         suite.close()
         platform.close()
+
+
+def test_celery_sends_the_suite_tasks_to_the_suite_broker():
+    assert app.conf.broker_url == settings.CELERY_BROKER_URL
+    assert settings.CELERY_BROKER_URL.rsplit("/", 1)[1] not in ("0", "1")
