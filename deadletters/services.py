@@ -15,6 +15,7 @@ letter unmarked, so it may be replayed twice; the consumer's processed-events
 table makes that harmless.
 """
 import logging
+import re
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,15 +91,23 @@ def dead_letter_headers(
 
 
 def preview(data: bytes | None, *, limit: int = PREVIEW_CHARACTERS) -> str:
-    """Return readable text for bytes: UTF-8 where it decodes, escapes where not, never a NUL (PostgreSQL text refuses it)."""
+    """Return readable text for bytes: UTF-8 where it decodes, `\\xNN` escapes for the rest and for control bytes.
+
+    Never a NUL, which PostgreSQL refuses in text.
+    """
     if data is None:
         return ""
     text = _text(bytes(data).decode("utf-8", errors="backslashreplace"))
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+# Control characters but newline, tab and carriage return, which read as what they are.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _text(value: str) -> str:
-    return value.replace("\x00", "\\x00")
+    """Escape control characters (NUL above all) so the text is storable and readable."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
 
 
 @dataclass

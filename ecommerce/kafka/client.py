@@ -21,6 +21,7 @@ from enum import Enum
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.admin import NewTopic
+from kafka.net.compat import KafkaNetClient
 from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
@@ -38,6 +39,21 @@ from ecommerce.kafka.topics import TOPICS, TopicSpec
 from resilience.policies import policy
 
 logger = logging.getLogger(__name__)
+
+
+class NoAutoCreateClient(KafkaNetClient):
+    """kafka-python's network client, with topic auto-creation really off.
+
+    kafka-python 3.0.12 accepts `allow_auto_create_topics=False` but its
+    connection manager builds the cluster metadata without it, so the metadata
+    requests for a subscribed or produced-to topic still ask the broker to
+    create it (seen: tansu made `orders.created` with 4 partitions). Passed in
+    through the public `kafka_client` option until the library hands it on.
+    """
+
+    def __init__(self, **configs) -> None:
+        super().__init__(**configs)
+        self.cluster.config["allow_auto_create_topics"] = False
 
 
 def _admin(bootstrap_servers: Sequence[str], timeout_seconds: float) -> KafkaAdminClient:
@@ -220,6 +236,7 @@ class EventProducer:
             linger_ms=linger_ms,
             max_request_size=max_request_bytes,
             allow_auto_create_topics=False,
+            kafka_client=NoAutoCreateClient,
         )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
@@ -408,6 +425,7 @@ class EventConsumer:
             # start from the beginning, the processed-events table absorbs repeats.
             auto_offset_reset="earliest",
             allow_auto_create_topics=False,
+            kafka_client=NoAutoCreateClient,
             # A member that stops polling for this long is presumed dead and its
             # partitions go to the others; it must exceed the slowest message
             # (three 5 s payment attempts with backoff).
