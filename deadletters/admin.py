@@ -8,9 +8,13 @@ from deadletters.models import DeadLetter
 from deadletters.services import dead_letter_value_correct, dead_letters_replay, dead_letters_resolve, preview
 
 
+# A form field is no place for a value near the broker's 1 MiB limit; such a one is replayed as it is.
+MAX_EDITABLE_BYTES = 64 * 1024
+
+
 def editable_text(letter: DeadLetter) -> str | None:
-    """The value as text if it can be edited as text (valid UTF-8 without NUL); None for a binary value."""
-    if letter.value is None:
+    """The value as text if it can be edited as text (valid UTF-8 without NUL, not huge); None otherwise."""
+    if letter.value is None or len(letter.value) > MAX_EDITABLE_BYTES:
         return None
     try:
         text = bytes(letter.value).decode("utf-8")
@@ -34,7 +38,10 @@ class DeadLetterForm(forms.ModelForm):
         field = self.fields["value_text"]
         if text is None:
             field.disabled = True
-            field.help_text = "Not text (binary or NUL bytes): shown escaped in the preview; replay sends the original bytes."
+            field.help_text = (
+                "Not editable as text (binary, NUL bytes or over 64 KiB): shown escaped in the preview; "
+                "replay sends the original bytes."
+            )
         else:
             field.initial = text
             field.help_text = "Correct the value, save, then replay it."
