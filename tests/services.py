@@ -50,18 +50,8 @@ def _start_containers() -> None:
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.get_bootstrap_server()
 
 
-# The suite's Redis databases are the test settings' (TEST_REDIS_URL,
-# TEST_CELERY_BROKER_URL). Celery reads CELERY_BROKER_URL from the
-# environment before any setting, so a shell set up for the platform would
-# send the suite's tasks to the platform's broker: drop it, for this process
-# and the workers and consumers it starts.
-_PLATFORM_ONLY = ("CELERY_BROKER_URL", "CELERY_BROKER_WRITE_URL", "CELERY_RESULT_BACKEND")
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args) -> None:
-    for name in _PLATFORM_ONLY:
-        os.environ.pop(name, None)
     wanted = ("DATABASE_URL", "TEST_REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
     if any(name not in os.environ for name in wanted) and _docker_answers():
         _start_containers()

@@ -1,4 +1,6 @@
 """The test suite: the real services named by the environment, isolated key spaces."""
+import os
+
 from .base import *  # noqa: F403
 from .env import env
 from .redis import redis_settings
@@ -18,5 +20,10 @@ REDIS_URL = _redis["REDIS_URL"]
 CACHES = _redis["CACHES"]
 RESILIENCE_REDIS_URL = _redis["RESILIENCE_REDIS_URL"]
 CELERY_BROKER_URL = env.str("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
+# Celery reads CELERY_BROKER_URL from the environment before any setting, and a
+# platform's value may be there (its shell, or `.env`, which the env reader
+# loads): make the environment say what the settings say, for this process and
+# every worker or consumer it starts.
+os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 OUTBOX_TRIGGER_ON_COMMIT = env.bool("OUTBOX_TRIGGER_ON_COMMIT", default=False)  # tests drive the relay themselves
 LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405

@@ -14,9 +14,9 @@ from tests.support import ROOT
 def _settings_in_a_fresh_process(**env: str) -> dict:
     """The test settings as a plain `pytest` would load them, with the given environment."""
     script = (
-        "import json, django; django.setup(); from django.conf import settings as s; "
+        "import json, django; django.setup(); from django.conf import settings as s; from celery_app import app; "
         "print(json.dumps({'redis': s.REDIS_URL, 'breakers': s.RESILIENCE_REDIS_URL, "
-        "'cache': s.CACHES['default']['LOCATION'], 'celery': s.CELERY_BROKER_URL}))"
+        "'cache': s.CACHES['default']['LOCATION'], 'celery': s.CELERY_BROKER_URL, 'celery_app': app.conf.broker_url}))"
     )
     base = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test", "DATABASE_URL": "postgres://x@127.0.0.1/x"}
     output = subprocess.run(
@@ -35,6 +35,7 @@ def test_a_platform_redis_url_in_the_environment_does_not_reach_the_suite():
         "breakers": "redis://127.0.0.1:6379/15",
         "cache": "redis://127.0.0.1:6379/15",
         "celery": "redis://127.0.0.1:6379/14",
+        "celery_app": "redis://127.0.0.1:6379/14",  # Celery prefers the environment: it was made to agree
     }
 
 
@@ -48,6 +49,7 @@ def test_the_suite_urls_are_taken_from_the_test_variables_and_followed_by_derive
         "breakers": "redis://127.0.0.1:6390/9",
         "cache": "redis://127.0.0.1:6390/9",
         "celery": "redis://127.0.0.1:6390/8",
+        "celery_app": "redis://127.0.0.1:6390/8",
     }
 
 
