@@ -108,7 +108,7 @@ def outbox_reset() -> None:
     from django.db import connection
 
     from outbox.models import OutboxEvent
-    from outbox.relay import outbox_vacuum
+    from outbox.services import outbox_vacuum
 
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {OutboxEvent._meta.db_table}")

@@ -29,7 +29,7 @@ from ecommerce.kafka.client import consumer_group_lag
 from ecommerce.kafka.topics import ORDERS_CREATED
 from orders.models import Order, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
-from resilience.models import DeadLetter
+from deadletters.models import DeadLetter
 from resilience.policies import DEFAULT_POLICIES, breaker_for
 
 logger = logging.getLogger(__name__)

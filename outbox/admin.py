@@ -6,8 +6,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.services import dead_letters_replay, dead_letters_resolve, outbox_rows_requeue
-from resilience.models import DeadLetter
+from outbox.services import outbox_rows_requeue
 
 
 @admin.register(OutboxEvent)
@@ -47,46 +46,3 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
         # The change permission guards the requeue action; the form stays read-only.
         return obj is None and super().has_change_permission(request, obj)
-
-
-@admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
-    """Dead letters: inspect, correct the value if need be, replay or resolve."""
-
-    list_display = [
-        "id", "original_topic", "original_partition", "original_offset", "exception_class", "attempts",
-        "created_at", "replayed_at", "resolved_at",
-    ]  # fmt: skip
-    list_filter = ["original_topic", "exception_class", "consumer_group", ("resolved_at", admin.EmptyFieldListFilter), "created_at"]
-    search_fields = ["key", "exception_message", "value"]
-    date_hierarchy = "created_at"
-    actions = ["replay", "resolve"]
-    # The value stays editable: correcting a bad message is how some are fixed before a replay.
-    readonly_fields = [
-        "original_topic", "original_partition", "original_offset", "original_timestamp", "consumer_group",
-        "dead_letter_topic", "key", "headers", "exception_class", "exception_message", "stack_trace_pretty",
-        "attempts", "created_at", "replayed_at", "resolved_at",
-    ]  # fmt: skip
-    exclude = ["stack_trace"]
-
-    @admin.display(description="stack trace")
-    def stack_trace_pretty(self, obj: DeadLetter) -> str:
-        return format_html("<pre>{}</pre>", obj.stack_trace)
-
-    @admin.action(description="Replay selected to their original topic (through the outbox)", permissions=["change"])
-    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        report = dead_letters_replay(ids=list(queryset.values_list("id", flat=True)))
-        self.message_user(request, f"Replayed {report.replayed} dead letter(s).", messages.SUCCESS)
-        for refusal in report.refused:
-            self.message_user(request, refusal, messages.WARNING)
-
-    @admin.action(description="Mark selected as resolved", permissions=["change"])
-    def resolve(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        resolved = dead_letters_resolve(ids=list(queryset.values_list("id", flat=True)))
-        self.message_user(request, f"Resolved {resolved} dead letter(s).", messages.SUCCESS)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False

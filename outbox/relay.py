@@ -19,7 +19,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ecommerce.db import delete_in_batches, in_batches
 from ecommerce.kafka.client import (
     EventProducer,
     OutgoingMessage,
@@ -28,9 +27,9 @@ from ecommerce.kafka.client import (
     event_producer,
     event_producer_reset,
 )
-from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED, PURGED
+from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.services import outbox_rows_requeue
+from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
 from resilience.retry import backoff_seconds
@@ -119,7 +118,7 @@ def _message(row: ClaimedRow) -> OutgoingMessage:
     headers = json.loads(row.headers_text)
     return OutgoingMessage(
         topic=row.topic,
-        key=row.key,
+        key=row.key.encode(),
         value=row.payload_text.encode(),
         headers=tuple((name, str(value).encode()) for name, value in headers.items()),
     )
@@ -183,7 +182,7 @@ def outbox_batch_publish(
 ) -> BatchReport:
     """Claim one batch, publish it, record each row's outcome; all in one transaction."""
     breaker = breaker or breaker_for(POLICY)
-    producer_factory = producer_factory or outbox_producer
+    producer_factory = producer_factory or event_producer
     report = BatchReport()
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
     if breaker.state() != State.CLOSED:
@@ -252,15 +251,6 @@ def outbox_batch_publish(
     return report
 
 
-def outbox_producer() -> EventProducer:
-    """This process's producer, configured by the `kafkaPublisher` policy (one per process: see event_producer)."""
-    return event_producer(
-        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        timeout_seconds=policy(POLICY).timeout_seconds,
-        max_request_bytes=settings.KAFKA_MAX_REQUEST_BYTES,
-    )
-
-
 def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: int = 1000) -> BatchReport:
     """Publish batches until the outbox has no due work, the breaker opens or time runs out."""
     deadline = time.monotonic() + time_budget_seconds
@@ -278,29 +268,26 @@ def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: in
     return total
 
 
-def outbox_failed_requeue(*, batch_size: int) -> int:
-    """Put FAILED rows back to PENDING with fresh attempts; return how many."""
-    total = in_batches(
-        OutboxEvent.objects.filter(status=OutboxStatus.FAILED),
-        batch_size=batch_size,
-        apply=lambda ids: outbox_rows_requeue(ids=ids),
-    )
-    if total:
-        logger.warning("requeued failed outbox rows", extra={"event": "resilience", "requeued": total})
-    return total
-
-
-def outbox_published_purge(*, older_than: timedelta, batch_size: int) -> int:
-    """Delete PUBLISHED rows older than the retention, one short transaction per batch."""
-    cutoff = timezone.now() - older_than
-    total = delete_in_batches(
-        OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED, published_at__lt=cutoff), batch_size=batch_size
-    )
-    PURGED.inc(total)
-    return total
-
-
-def outbox_vacuum() -> None:
-    """VACUUM (ANALYZE) the outbox; must run outside a transaction."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (ANALYZE) {OutboxEvent._meta.db_table}")
+def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
+    """Drain until idle, release the wake-up flag, and drain once more (see outbox/trigger.py)."""
+    deadline = time.monotonic() + time_budget_seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0))
+        if report.breaker_open:
+            outbox_relay_flag_clear()  # the sweep retries once the breaker lets it
+            return
+        if time.monotonic() >= deadline:
+            # Out of time with work left: hand over to a fresh run rather than
+            # leave rows waiting for the sweep.
+            outbox_relay_flag_clear()
+            outbox_relay_wake()
+            return
+        if report.published:
+            continue
+        outbox_relay_flag_clear()
+        final = outbox_drain(batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0))
+        if not final.published:
+            return
+        if not outbox_relay_flag_take():
+            return  # a commit after the clear already enqueued the next run

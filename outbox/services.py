@@ -1,16 +1,23 @@
-"""Writes to the outbox: always inside the caller's transaction."""
-import json
+"""Writes to the outbox: recording events (inside the caller's transaction) and its housekeeping.
+
+The relay (`outbox/relay.py`) claims and publishes rows; everything else that
+changes the table lives here, so each job has one home.
+"""
+import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from outbox.metrics import REQUEUED
+from ecommerce.db import delete_in_batches, in_batches
+from outbox.metrics import PURGED, REQUEUED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_wake_on_commit
+
+logger = logging.getLogger(__name__)
 
 
 def outbox_event_create(
@@ -51,57 +58,32 @@ def outbox_rows_requeue(*, ids: list[int]) -> int:
     return updated
 
 
-@dataclass(frozen=True)
-class ReplayReport:
-    replayed: int
-    refused: list[str]
+def outbox_failed_requeue(*, batch_size: int) -> int:
+    """Put every FAILED row back to PENDING with fresh attempts, batch by batch; return how many."""
+    total = in_batches(
+        OutboxEvent.objects.filter(status=OutboxStatus.FAILED),
+        batch_size=batch_size,
+        apply=lambda ids: outbox_rows_requeue(ids=ids),
+    )
+    if total:
+        logger.warning("requeued failed outbox rows", extra={"event": "resilience", "requeued": total})
+    return total
 
 
-def dead_letters_replay(*, ids: list[int]) -> ReplayReport:
-    """Send dead letters back to their original topic through the outbox.
-
-    Through the outbox, so the replay is as reliable as any event: it commits
-    here and the relay delivers it, with the original key and headers (the
-    consumer's processed-events table makes a second replay harmless). A
-    value that is not JSON cannot travel through the outbox: fix it first.
-    """
-    from resilience.dead_letters import ERROR_HEADER_PREFIX
-    from resilience.models import DeadLetter
-
-    replayed, refused = 0, []
-    with transaction.atomic():
-        for letter in DeadLetter.objects.select_for_update().filter(id__in=ids).order_by("id"):
-            try:
-                payload = json.loads(letter.value)
-            except json.JSONDecodeError:
-                refused.append(f"#{letter.id}: the value is not JSON; correct it before replaying")
-                continue
-            headers = {name: value for name, value in letter.headers if not name.startswith(ERROR_HEADER_PREFIX)}
-            OutboxEvent.objects.create(
-                topic=letter.original_topic,
-                key=letter.key or "",
-                aggregate_type="dead-letter-replay",
-                aggregate_id=letter.key or f"dead-letter-{letter.id}",
-                event_type=headers.get("event_type") or _event_type(payload),
-                payload=payload,
-                headers=headers,
-            )
-            letter.replayed_at = timezone.now()
-            letter.save(update_fields=["replayed_at"])
-            replayed += 1
-        if replayed:
-            outbox_relay_wake_on_commit()
-    return ReplayReport(replayed=replayed, refused=refused)
+def outbox_published_purge(*, older_than: timedelta, batch_size: int) -> int:
+    """Delete PUBLISHED rows older than the retention, one short transaction per batch."""
+    cutoff = timezone.now() - older_than
+    total = delete_in_batches(
+        OutboxEvent.objects.filter(status=OutboxStatus.PUBLISHED, published_at__lt=cutoff), batch_size=batch_size
+    )
+    PURGED.inc(total)
+    return total
 
 
-def _event_type(payload: Any) -> str:
-    return str(payload.get("eventType", "UNKNOWN")) if isinstance(payload, dict) else "UNKNOWN"
-
-
-def dead_letters_resolve(*, ids: list[int]) -> int:
-    from resilience.models import DeadLetter
-
-    return DeadLetter.objects.filter(id__in=ids, resolved_at__isnull=True).update(resolved_at=timezone.now())
+def outbox_vacuum() -> None:
+    """VACUUM (ANALYZE) the outbox; must run outside a transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM (ANALYZE) {OutboxEvent._meta.db_table}")
 
 
 def outbox_events_republish(*, ids: list[int]) -> int:

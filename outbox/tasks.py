@@ -4,8 +4,8 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from outbox.relay import outbox_failed_requeue, outbox_published_purge, outbox_vacuum
-from outbox.trigger import outbox_relay_run
+from outbox.relay import outbox_relay_run
+from outbox.services import outbox_failed_requeue, outbox_published_purge, outbox_vacuum
 
 # Task limits: the hard one kills a wedged worker process; the drain's own
 # budget stays well under the soft one so a run ends on its own first.
@@ -22,11 +22,13 @@ def relay(batch_size: int | None = None) -> None:
 
 @shared_task(name="outbox.requeue_failed", soft_time_limit=120, time_limit=150)
 def requeue_failed() -> None:
+    """Give FAILED rows fresh attempts (their cause may be gone: a broker back, a limit raised)."""
     outbox_failed_requeue(batch_size=settings.CLEANUP_BATCH_SIZE)
 
 
 @shared_task(name="outbox.purge_published", soft_time_limit=300, time_limit=330)
 def purge_published() -> None:
+    """Delete PUBLISHED rows past the retention."""
     outbox_published_purge(
         older_than=timedelta(hours=settings.OUTBOX_RETENTION_HOURS), batch_size=settings.CLEANUP_BATCH_SIZE
     )

@@ -2,17 +2,21 @@
 
 Coalesced: the first commit sets a Redis flag and enqueues one relay run;
 while the flag is set, further commits enqueue nothing, because the run keeps
-draining until it finds no work. Only then does it clear the flag and make
-one last pass, which sees every row committed before the clear; a commit
-after the clear enqueues the next run. So no row waits for the sweep, and a
-busy platform runs one relay task instead of one per checkout. Best effort
-by design: if Redis is slow or down, nothing is enqueued, the checkout does
-not wait, and the beat sweep publishes the row a few seconds later.
+draining until it finds no work (`outbox.relay.outbox_relay_run`). Only then
+does it clear the flag and make one last pass, which sees every row committed
+before the clear; a commit after the clear enqueues the next run. So no row
+waits for the sweep, and a busy platform runs one relay task instead of one
+per checkout. Best effort by design: if Redis is slow or down, nothing is
+enqueued, the checkout does not wait, and the beat sweep publishes the row a
+few seconds later.
+
+The run is enqueued by task name, so this module imports neither the relay
+nor the tasks: it only owns the wake-up and its flag.
 """
 import logging
-import time
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
@@ -21,6 +25,7 @@ from resilience.suspension import Suspension
 
 logger = logging.getLogger(__name__)
 
+RELAY_TASK = "outbox.relay"
 FLAG_KEY = "outbox:relay:scheduled"
 # A flag whose run never started (worker down) or died expires, so wake-ups resume.
 FLAG_TTL_SECONDS = 5
@@ -37,49 +42,22 @@ def _redis() -> redis.Redis:
 
 
 def outbox_relay_wake() -> None:
+    """Enqueue one relay run unless one is already on its way."""
     if _suspension.active():
         return
     try:
         if not _flag_set():
             return  # a run is already on its way and will see this row
-        from outbox.tasks import relay
-
-        relay.apply_async(retry=False)
+        current_app.send_task(RELAY_TASK, retry=False)
     except Exception as error:  # Redis or the Celery broker: the sweep will catch up
         _suspension.trip()
         logger.warning("relay wake-up skipped", extra={"event": "resilience", "error": repr(error)})
 
 
 def outbox_relay_wake_on_commit() -> None:
+    """Wake the relay once the caller's transaction commits (if wake-ups are on)."""
     if settings.OUTBOX_TRIGGER_ON_COMMIT:
         transaction.on_commit(outbox_relay_wake)
-
-
-def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
-    """Drain until idle, release the flag, and drain once more (see the module docstring)."""
-    from outbox.relay import outbox_drain
-
-    deadline = time.monotonic() + time_budget_seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0))
-        if report.breaker_open:
-            outbox_relay_flag_clear()  # the sweep retries once the breaker lets it
-            return
-        if time.monotonic() >= deadline:
-            # Out of time with work left: hand over to a fresh run rather than
-            # leave rows waiting for the sweep.
-            outbox_relay_flag_clear()
-            outbox_relay_wake()
-            return
-        if report.published:
-            continue
-        outbox_relay_flag_clear()
-        final = outbox_drain(batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0))
-        if not final.published:
-            return
-        if not _flag_take():
-            return  # a commit after the clear already enqueued the next run
 
 
 def _flag_set() -> bool:
@@ -87,7 +65,8 @@ def _flag_set() -> bool:
     return bool(_redis().set(FLAG_KEY, "1", nx=True, ex=FLAG_TTL_SECONDS))
 
 
-def _flag_take() -> bool:
+def outbox_relay_flag_take() -> bool:
+    """Take the flag for a run that keeps draining; False if a newer wake-up already holds it."""
     try:
         return _flag_set()
     except Exception:
@@ -95,6 +74,7 @@ def _flag_take() -> bool:
 
 
 def outbox_relay_flag_clear() -> None:
+    """Release the flag so the next commit enqueues a run."""
     try:
         _redis().delete(FLAG_KEY)
     except Exception:

@@ -18,10 +18,9 @@ load_dotenv "$ROOT"
 # so the suite uses them as given rather than provisioning its own
 # (tests/services.py starts testcontainers only for URLs missing here).
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ecommerce}"
-# Redis databases of the suite's own: it flushes its cache, which must never
-# be the one a running platform (databases 0 and 1) uses.
-export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
-export CELERY_BROKER_URL="${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14}"
+# The suite's Redis databases are named once, in ecommerce/settings/test.py
+# (TEST_REDIS_URL, TEST_CELERY_BROKER_URL); services.sh only needs their server up.
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 # A broker of the suite's own too: tests publish test events to orders.created,
 # which a running platform's consumer (on 9092) must never see.
 export KAFKA_PORT="${TEST_KAFKA_PORT:-9093}"

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from checkout.cart_cache import cart_cache_reset_for_tests
 from tests.factories import ProductFactory, UserFactory
-from tests.support import DisposableBroker, shared_state_reset
+from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 
 API = "/api/v1"
 
@@ -38,6 +38,21 @@ def broker(settings):
     yield disposable
     disposable.kill()
     shared_state_reset()
+
+
+@pytest.fixture
+def consumers(broker, tmp_path):
+    """Start `manage.py consume_orders` processes on the test's broker; each is stopped afterwards."""
+    started: list[ConsumerProcess] = []
+
+    def start(**env: str) -> ConsumerProcess:
+        consumer = ConsumerProcess(bootstrap=broker.bootstrap, log_path=tmp_path / f"consumer-{len(started)}.log", env=env)
+        started.append(consumer.start())
+        return consumer
+
+    yield start
+    for consumer in started:
+        consumer.stop()
 
 
 @pytest.fixture

@@ -38,12 +38,12 @@ def _start_containers() -> None:
         postgres = PostgresContainer("postgres:16", driver=None).start()
         _containers.append(postgres)
         os.environ["DATABASE_URL"] = postgres.get_connection_url()
-    if "REDIS_URL" not in os.environ:
+    if "TEST_REDIS_URL" not in os.environ:
         redis = RedisContainer("redis:7").start()
         _containers.append(redis)
         host, port = redis.get_container_host_ip(), redis.get_exposed_port(6379)
-        os.environ["REDIS_URL"] = f"redis://{host}:{port}/15"
-        os.environ["CELERY_BROKER_URL"] = f"redis://{host}:{port}/14"
+        os.environ["TEST_REDIS_URL"] = f"redis://{host}:{port}/15"
+        os.environ["TEST_CELERY_BROKER_URL"] = f"redis://{host}:{port}/14"
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         kafka = KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft().start()
         _containers.append(kafka)
@@ -52,7 +52,7 @@ def _start_containers() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args) -> None:
-    wanted = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
+    wanted = ("DATABASE_URL", "TEST_REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
     if any(name not in os.environ for name in wanted) and _docker_answers():
         _start_containers()
 
@@ -67,7 +67,7 @@ def _reachable(host: str, port: int) -> bool:
 
 HINT = (
     "Start the local services with `bash scripts/services.sh up` (or point DATABASE_URL, "
-    "REDIS_URL and KAFKA_BOOTSTRAP_SERVERS at running ones)."
+    "TEST_REDIS_URL and KAFKA_BOOTSTRAP_SERVERS at running ones)."
 )
 
 

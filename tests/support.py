@@ -14,10 +14,12 @@ from django.conf import settings
 from django.db import connection
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from ecommerce.kafka.client import topics_ensure
+from ecommerce.kafka.client import NoAutoCreateClient, topics_ensure
 from ecommerce.kafka.topics import TOPICS, TopicSpec
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests' own clients never create a topic either (see ecommerce/kafka/client.py).
+NO_AUTO_CREATE = {"allow_auto_create_topics": False, "kafka_client": NoAutoCreateClient}
 
 
 def free_port() -> int:
@@ -87,7 +89,7 @@ class DisposableBroker:
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0) -> list:
     """Every record of `topic`, from the beginning to the end offsets seen now."""
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=1000, **NO_AUTO_CREATE)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
@@ -105,9 +107,27 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0) -> list:
         consumer.close()
 
 
+def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
+    """Send (partition, key, value, headers) records as they are, acknowledged, in order."""
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all", max_request_size=1048576, **NO_AUTO_CREATE)
+    try:
+        for partition, key, value, headers in records:
+            producer.send(topic, partition=partition, key=key, value=value, headers=headers).get(timeout=20)
+    finally:
+        producer.close()
+
+
+def order_record(row, partition: int = 0) -> tuple[int, bytes, bytes, list[tuple[str, bytes]]]:
+    """The record the relay makes of an OrderCreated outbox row, for `produce` (the test sends it itself)."""
+    import json
+
+    headers = [(name, str(value).encode()) for name, value in row.headers.items()]
+    return (partition, row.key.encode(), json.dumps(row.payload).encode(), headers)
+
+
 def nudge_high_watermarks(bootstrap: str, topic: str) -> None:
     """Write one marker record (no event_id header) to every partition of a test topic."""
-    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all", **NO_AUTO_CREATE)
     try:
         for partition in sorted(producer.partitions_for(topic)):
             producer.send(topic, partition=partition, value=b"watermark-marker").get(timeout=10)
@@ -133,8 +153,8 @@ def platform_process_env(**overrides: str) -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
         "DATABASE_URL": database_url_for_tests(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "TEST_REDIS_URL": settings.REDIS_URL,
+        "TEST_CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
         **overrides,
     }
@@ -346,7 +366,7 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 
     Read through a consumer of the group that never subscribes, so it does not join or disturb it.
     """
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False, **NO_AUTO_CREATE)
     try:
         offsets = {}
         for partition in sorted(consumer.partitions_for_topic(topic) or []):

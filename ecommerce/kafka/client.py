@@ -2,6 +2,12 @@
 
 Everything else in the project talks to Kafka through these functions, so the
 client library, its configuration and its error types stay in one place.
+
+Topics belong to the code that declares them (`ecommerce/kafka/topics.py`,
+created by `topics_ensure`): no client here ever lets the broker auto-create
+one with its default partition count. The consumer and producer say so with
+`allow_auto_create_topics=False`; kafka-python's admin client always sends
+its metadata requests with auto-creation off.
 """
 import logging
 import os
@@ -15,11 +21,40 @@ from enum import Enum
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.admin import NewTopic, OffsetSpec
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, for_code
+from kafka.net.compat import KafkaNetClient
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownMemberIdError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
+from django.conf import settings
 
 from ecommerce.kafka.topics import TOPICS, TopicSpec
+from resilience.policies import policy
 
 logger = logging.getLogger(__name__)
+
+
+class NoAutoCreateClient(KafkaNetClient):
+    """kafka-python's network client, with topic auto-creation really off.
+
+    kafka-python 3.0.12 accepts `allow_auto_create_topics=False` but its
+    connection manager builds the cluster metadata without it, so the metadata
+    requests for a subscribed or produced-to topic still ask the broker to
+    create it (seen: tansu made `orders.created` with 4 partitions). Passed in
+    through the public `kafka_client` option until the library hands it on.
+    """
+
+    def __init__(self, **configs) -> None:
+        super().__init__(**configs)
+        self.cluster.config["allow_auto_create_topics"] = False
 
 
 def _admin(bootstrap_servers: Sequence[str], timeout_seconds: float) -> KafkaAdminClient:
@@ -32,10 +67,24 @@ def _admin(bootstrap_servers: Sequence[str], timeout_seconds: float) -> KafkaAdm
     )
 
 
+@dataclass(frozen=True)
+class TopicMismatch:
+    """A topic whose partition count is not the declared one (`actual` 0: the topic is missing)."""
+
+    name: str
+    expected: int
+    actual: int
+
+
 def topics_ensure(
     *, bootstrap_servers: Sequence[str], topics: Iterable[TopicSpec] = TOPICS, timeout_seconds: float = 10.0
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet with their declared partitions; return the names created.
+
+    A topic that exists with another partition count is logged as an error
+    (it cannot be fixed here without moving keys between partitions).
+    """
+    topics = list(topics)
     admin = _admin(bootstrap_servers, timeout_seconds)
     try:
         existing = set(admin.list_topics())
@@ -47,9 +96,48 @@ def topics_ensure(
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
-        return created
+        mismatches = _mismatches(admin, topics)
     finally:
         admin.close()
+    topics_mismatch_log(mismatches)
+    return created
+
+
+def topics_check(
+    *, bootstrap_servers: Sequence[str], topics: Iterable[TopicSpec] = TOPICS, timeout_seconds: float = 10.0
+) -> list[TopicMismatch]:
+    """Compare the broker's topics with the declared ones; create nothing."""
+    admin = _admin(bootstrap_servers, timeout_seconds)
+    try:
+        return _mismatches(admin, list(topics))
+    finally:
+        admin.close()
+
+
+def _mismatches(admin: KafkaAdminClient, topics: list[TopicSpec]) -> list[TopicMismatch]:
+    described = {topic["name"]: topic for topic in admin.describe_topics([spec.name for spec in topics])}
+    mismatches = []
+    for spec in topics:
+        topic = described.get(spec.name)
+        missing = topic is None or topic.get("error_code", 0) == UnknownTopicOrPartitionError.errno
+        actual = 0 if missing else len(topic["partitions"])
+        if actual != spec.partitions:
+            mismatches.append(TopicMismatch(spec.name, spec.partitions, actual))
+    return mismatches
+
+
+def topics_mismatch_log(mismatches: Iterable[TopicMismatch]) -> None:
+    """Log each topic whose partitions differ from the declaration: keys may land on unexpected partitions."""
+    for mismatch in mismatches:
+        logger.error(
+            "kafka topic missing" if mismatch.actual == 0 else "kafka topic has the wrong partition count",
+            extra={
+                "event": "resilience",
+                "topic": mismatch.name,
+                "expected_partitions": mismatch.expected,
+                "actual_partitions": mismatch.actual,
+            },
+        )
 
 
 def broker_ping(*, bootstrap_servers: Sequence[str], timeout_seconds: float) -> None:
@@ -132,9 +220,11 @@ def consumer_group_lag(
 
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """A record to send, as bytes: the relay's JSON and a dead letter's arbitrary bytes alike."""
+
     topic: str
-    key: str
-    value: bytes
+    key: bytes | None
+    value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
 
 
@@ -168,7 +258,7 @@ class EventProducer:
     """An idempotent, acks=all producer whose every call is bounded in time.
 
     One per process, created after a fork (kafka-python's I/O thread does not
-    survive one): use `event_producer()`.
+    survive one): use `event_producer()`, the one producer factory.
     """
 
     def __init__(self, *, bootstrap_servers: Sequence[str], timeout_seconds: float, max_request_bytes: int) -> None:
@@ -192,6 +282,8 @@ class EventProducer:
             bootstrap_timeout_ms=timeout_ms,
             linger_ms=linger_ms,
             max_request_size=max_request_bytes,
+            allow_auto_create_topics=False,
+            kafka_client=NoAutoCreateClient,
         )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
@@ -203,23 +295,24 @@ class EventProducer:
         deadline = time.monotonic() + self.timeout_seconds
         results: list[SendResult | None] = [None] * len(messages)
         futures = {}
-        failed_keys: set[tuple[str, str]] = set()
+        failed_keys: set[tuple[str, bytes | None]] = set()
         for index, message in enumerate(messages):
             key = (message.topic, message.key)
             if key in failed_keys:
                 results[index] = SendResult(SendStatus.NOT_SENT)
                 continue
-            if len(message.value) > self.max_request_bytes:
+            size = len(message.value or b"")
+            if size > self.max_request_bytes:
                 results[index] = SendResult(
                     SendStatus.PERMANENT,
-                    f"message of {len(message.value)} bytes exceeds {self.max_request_bytes}",
+                    f"message of {size} bytes exceeds {self.max_request_bytes}",
                     "MessageSizeTooLargeError",
                 )
                 failed_keys.add(key)
                 continue
             try:
                 future = self._producer.send(
-                    message.topic, key=message.key.encode(), value=message.value, headers=list(message.headers)
+                    message.topic, key=message.key, value=message.value, headers=list(message.headers)
                 )
             except Exception as error:  # raised synchronously: metadata timeout, bad arguments
                 results[index] = classify_error(error)
@@ -255,13 +348,23 @@ _producer_pid: int | None = None
 _producer_lock = threading.Lock()
 
 
-def event_producer(*, bootstrap_servers: Sequence[str], timeout_seconds: float, max_request_bytes: int) -> EventProducer:
-    """This process's producer, created on first use (so after any fork)."""
+# Every producer call is bounded by this policy's time limit (SPEC.md "Resilience settings").
+PRODUCER_POLICY = "kafkaPublisher"
+
+
+def event_producer() -> EventProducer:
+    """This process's producer for the platform's broker, created on first use (so after any fork).
+
+    The one producer factory: the outbox relay and the dead letters both send
+    through it, with the `kafkaPublisher` time limit and the broker's message limit.
+    """
     global _producer, _producer_pid
     with _producer_lock:
         if _producer is None or _producer_pid != os.getpid():
             _producer = EventProducer(
-                bootstrap_servers=bootstrap_servers, timeout_seconds=timeout_seconds, max_request_bytes=max_request_bytes
+                bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+                timeout_seconds=policy(PRODUCER_POLICY).timeout_seconds,
+                max_request_bytes=settings.KAFKA_MAX_REQUEST_BYTES,
             )
             _producer_pid = os.getpid()
         return _producer
@@ -309,8 +412,40 @@ class _AssignmentLog(ConsumerRebalanceListener):
         logger.info("partitions assigned", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in assigned)})
 
 
+class BrokerUnavailable(Exception):
+    """The consumer lost the broker or its group membership: back off, reconnect, go on.
+
+    `kind` is one of `connection`, `commit_failed`, `rebalance`, `topic_missing`.
+    """
+
+    def __init__(self, kind: str, error: BaseException) -> None:
+        super().__init__(f"{kind}: {error!r}")
+        self.kind = kind
+        self.error = error
+
+
+def _broker_error_kind(error: BaseException) -> str:
+    if isinstance(error, CommitFailedError):
+        return "commit_failed"
+    if isinstance(error, (RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError, IllegalStateError)):
+        return "rebalance"  # the partition moved to another member, or this member was forgotten
+    if isinstance(error, UnknownTopicOrPartitionError):
+        return "topic_missing"
+    return "connection"
+
+
+# Bounds the blocking calls of the consumer, whose default (request_timeout_ms,
+# 305 s) would freeze the loop for five minutes when the broker goes away.
+CONSUMER_CALL_TIMEOUT_SECONDS = 10.0
+
+
 class EventConsumer:
-    """A consumer-group member that commits only what the caller says is done."""
+    """A consumer-group member that commits only what the caller says is done.
+
+    Every broker failure surfaces as `BrokerUnavailable`; `reconnect()` drops
+    the kafka-python consumer and builds a new one (which rejoins the group
+    and resumes from the committed offsets).
+    """
 
     def __init__(
         self,
@@ -321,23 +456,48 @@ class EventConsumer:
         max_poll_interval_seconds: float,
     ) -> None:
         self.group_id = group_id
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=list(bootstrap_servers),
-            group_id=group_id,
-            client_id=f"{group_id}-{os.getpid()}",
+        self.bootstrap_servers = list(bootstrap_servers)
+        self.topics = list(topics)
+        self.max_poll_interval_seconds = max_poll_interval_seconds
+        # Connected on first use, so a broker down at start is ridden out like any later outage.
+        self._consumer: KafkaConsumer | None = None
+
+    def _connect(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-{os.getpid()}",
             enable_auto_commit=False,
+            # A broker that came back empty has lost the committed offsets:
+            # start from the beginning, the processed-events table absorbs repeats.
             auto_offset_reset="earliest",
+            allow_auto_create_topics=False,
+            kafka_client=NoAutoCreateClient,
             # A member that stops polling for this long is presumed dead and its
             # partitions go to the others; it must exceed the slowest message
             # (three 5 s payment attempts with backoff).
-            max_poll_interval_ms=int(max_poll_interval_seconds * 1000),
+            max_poll_interval_ms=int(self.max_poll_interval_seconds * 1000),
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
+            request_timeout_ms=int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000) + 5_000,
+            reconnect_backoff_max_ms=5_000,
         )
-        self._consumer.subscribe(list(topics), listener=_AssignmentLog(group_id))
+        consumer.subscribe(self.topics, listener=_AssignmentLog(self.group_id))
+        return consumer
+
+    def reconnect(self) -> None:
+        """Close the current client (if any) and connect a new one; raise BrokerUnavailable if it cannot."""
+        self._close_quietly(timeout_seconds=1.0)  # the broker is likely gone: do not wait to leave the group
+        try:
+            self._consumer = self._connect()
+        except (KafkaError, OSError) as error:
+            raise BrokerUnavailable(_broker_error_kind(error), error) from error
 
     def poll(self, *, timeout_seconds: float, max_records: int) -> list[IncomingMessage]:
-        batches = self._consumer.poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
+        try:
+            batches = self._client().poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
+        except (KafkaError, OSError) as error:
+            raise BrokerUnavailable(_broker_error_kind(error), error) from error
         messages = []
         for records in batches.values():
             for record in records:
@@ -357,12 +517,36 @@ class EventConsumer:
     def commit(self, message: IncomingMessage) -> None:
         """Mark everything up to and including `message` done for its partition."""
         partition = TopicPartition(message.topic, message.partition)
-        self._consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "", -1)})
+        try:
+            self._client().commit(
+                {partition: OffsetAndMetadata(message.offset + 1, "", -1)},
+                timeout_ms=int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000),
+            )
+        except (KafkaError, OSError) as error:
+            raise BrokerUnavailable(_broker_error_kind(error), error) from error
 
     def rewind(self, message: IncomingMessage) -> None:
         """Deliver `message` (and what followed it) again on the next poll."""
-        self._consumer.seek(TopicPartition(message.topic, message.partition), message.offset)
+        try:
+            self._client().seek(TopicPartition(message.topic, message.partition), message.offset)
+        except (KafkaError, OSError, ValueError) as error:
+            # No longer assigned here: whoever holds it now starts from the committed offset.
+            raise BrokerUnavailable("rebalance", error) from error
 
     def close(self) -> None:
         """Leave the group at once, so its partitions move to the other members now."""
-        self._consumer.close(autocommit=False)
+        self._close_quietly(timeout_seconds=CONSUMER_CALL_TIMEOUT_SECONDS)
+
+    def _client(self) -> KafkaConsumer:
+        if self._consumer is None:
+            self.reconnect()
+        return self._consumer
+
+    def _close_quietly(self, *, timeout_seconds: float) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            consumer.close(autocommit=False, timeout_ms=int(timeout_seconds * 1000))
+        except Exception:  # closing against a dead broker may complain; the client is gone either way
+            logger.debug("consumer close failed", exc_info=True)

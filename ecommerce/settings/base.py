@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "ecommerce",
     "resilience",
     "outbox",
+    "deadletters",
     "checkout",
     "orders",
 ]

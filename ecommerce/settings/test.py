@@ -1,16 +1,29 @@
 """The test suite: the real services named by the environment, isolated key spaces."""
+import os
+
 from .base import *  # noqa: F403
 from .env import env
+from .redis import redis_settings
 
 SECRET_KEY = "test-only-not-a-secret-0123456789abcdef"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-# Redis database 15 unless told otherwise: the suite flushes its cache, and must
-# never flush the one a running platform uses.
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/15")
-CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
-CACHES["default"]["KEY_PREFIX"] = "ecommerce-test"  # noqa: F405
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
+# The suite's own Redis databases, named here and nowhere else. It flushes its
+# cache, wipes breaker keys and fills Celery queues, none of which may touch a
+# running platform's databases (0 and 1). Read from TEST_* variables, not
+# REDIS_URL, so a shell set up for the platform cannot point the suite at the
+# platform's data; and every value derived from the URL (cache, breaker
+# state) is derived again from this one, not inherited from base.
+_redis = redis_settings(env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15"), cache_key_prefix="ecommerce-test")
+REDIS_URL = _redis["REDIS_URL"]
+CACHES = _redis["CACHES"]
+RESILIENCE_REDIS_URL = _redis["RESILIENCE_REDIS_URL"]
+CELERY_BROKER_URL = env.str("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
+# Celery reads CELERY_BROKER_URL from the environment before any setting, and a
+# platform's value may be there (its shell, or `.env`, which the env reader
+# loads): make the environment say what the settings say, for this process and
+# every worker or consumer it starts.
+os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 OUTBOX_TRIGGER_ON_COMMIT = env.bool("OUTBOX_TRIGGER_ON_COMMIT", default=False)  # tests drive the relay themselves
 LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405

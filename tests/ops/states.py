@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
-from resilience.models import DeadLetter
+from deadletters.models import DeadLetter
 from tests.support import outbox_test_event
 
 
@@ -57,8 +57,7 @@ def dead_letter(*, offset: int, resolved: bool = False) -> DeadLetter:
         original_offset=offset,
         consumer_group="order-service-group",
         dead_letter_topic="orders.created.dlq",
-        value="not json",
-        headers=[],
+        value=b"not json",
         exception_class="json.decoder.JSONDecodeError",
         exception_message="Expecting value: line 1 column 1 (char 0)",
         stack_trace="",

@@ -185,7 +185,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
 
     browser.get(overview)
     path, query, rows = follow(browser, '#dead-letters tr[data-topic="orders.created"] a')
-    assert path == "/admin/resilience/deadletter/"
+    assert path == "/admin/deadletters/deadletter/"
     assert query == {"original_topic__exact": ["orders.created"], "resolved_at__isempty": ["1"]}
     assert len(rows) == 1 and rows[0].startswith(f"{unresolved.pk} orders.created 1 42")
     assert {"replay", "resolve"} <= action_names(browser)
@@ -198,7 +198,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
 
     browser.get(overview)
     path, query, rows = follow(browser, '#activity .spark[data-series="Dead letters"] a')
-    assert path == "/admin/resilience/deadletter/" and query.keys() == {"created_at__gte"}
+    assert path == "/admin/deadletters/deadletter/" and query.keys() == {"created_at__gte"}
     assert len(rows) == 2
 
     browser.get(overview)

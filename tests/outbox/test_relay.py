@@ -11,7 +11,8 @@ from django.utils import timezone
 from ecommerce.kafka.topics import ORDERS_CREATED
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.relay import outbox_batch_publish, outbox_drain, outbox_failed_requeue, outbox_published_purge
+from outbox.relay import outbox_batch_publish, outbox_drain
+from outbox.services import outbox_failed_requeue, outbox_published_purge
 from resilience.breaker import State
 from resilience.policies import breaker_for
 from tests.conftest import add_to_cart, checkout

@@ -1,4 +1,4 @@
-from resilience.dead_letters import DeadLetterContext, dead_letter_headers
+from deadletters.services import DeadLetterContext, dead_letter_headers
 
 
 def _context(attempts: int, offset: int) -> DeadLetterContext:

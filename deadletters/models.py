@@ -1,8 +1,14 @@
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
 class DeadLetter(models.Model):
-    """A message that could not be processed, as it was sent to its `.dlq` topic."""
+    """A message that could not be processed, byte for byte as it was sent to its `.dlq` topic.
+
+    Key, value and headers are kept as the broker gave them (bytea), since a
+    message may carry NUL bytes, invalid UTF-8 or a binary format such as the
+    Confluent wire format; the previews are what the admin shows and searches.
+    """
 
     id = models.BigAutoField(primary_key=True)
     original_topic = models.CharField(max_length=200, db_index=True)
@@ -11,9 +17,14 @@ class DeadLetter(models.Model):
     original_timestamp = models.BigIntegerField(null=True, blank=True)
     consumer_group = models.CharField(max_length=200)
     dead_letter_topic = models.CharField(max_length=200)
-    key = models.TextField(null=True, blank=True)
-    value = models.TextField(help_text="The original value, decoded as UTF-8 (invalid bytes replaced).")
-    headers = models.JSONField(default=list, help_text="The original headers, [name, value] pairs.")
+    key = models.BinaryField(null=True, blank=True)
+    value = models.BinaryField(null=True, blank=True)
+    # Two parallel arrays rather than a JSON list: header values are bytes
+    # too, and a name may repeat, so order is part of the message.
+    header_names = ArrayField(models.BinaryField(), default=list, blank=True)
+    header_values = ArrayField(models.BinaryField(), default=list, blank=True)
+    key_preview = models.TextField(blank=True, default="")
+    value_preview = models.TextField(blank=True, default="", help_text="The value decoded as UTF-8 (undecodable bytes escaped), truncated.")
     exception_class = models.CharField(max_length=200, db_index=True)
     exception_message = models.TextField()
     stack_trace = models.TextField()
@@ -35,3 +46,11 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_topic}[{self.original_partition}]@{self.original_offset}: {self.exception_class}"
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The original headers, in order, as (name, value bytes)."""
+        return [
+            (bytes(name).decode(errors="replace"), bytes(value))
+            for name, value in zip(self.header_names, self.header_values, strict=True)
+        ]
