@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 POLICY = "paymentService"
 
 PAYMENT_ATTEMPTS = Counter("payment_attempts", "Calls to the payment gateway by outcome.", ["outcome"])
+# PaymentFailuresHigh reads these: exported at zero from process start.
+for _outcome in ("approved", "declined", "transient_error", "circuit_open"):
+    PAYMENT_ATTEMPTS.labels(_outcome)
 
 
 class PaymentError(Exception):

@@ -81,6 +81,43 @@ def broker_ping(*, bootstrap_servers: Sequence[str], timeout_seconds: float) -> 
         admin.close()
 
 
+def consumer_group_lag(
+    *, bootstrap_servers: Sequence[str], group_id: str, topic: str, timeout_seconds: float
+) -> dict[int, int]:
+    """Return the group's lag per partition of `topic`: high watermark minus committed offset.
+
+    A partition the group never committed counts its whole high watermark.
+    The reading client never subscribes, so it neither joins nor disturbs
+    the group. Raise ConnectionError when the broker does not answer in time.
+    """
+    timeout_ms = max(int(timeout_seconds * 1000), 100)
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=list(bootstrap_servers),
+            group_id=group_id,
+            client_id=f"{group_id}-lag-reader",
+            enable_auto_commit=False,
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        )
+    except KafkaError as error:
+        raise ConnectionError(f"Kafka did not answer: {error!r}") from error
+    try:
+        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            return {}
+        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+        lag = {}
+        for partition in partitions:
+            committed = consumer.committed(partition, timeout_ms=timeout_ms)
+            lag[partition.partition] = max(ends[partition] - (committed if committed and committed > 0 else 0), 0)
+        return lag
+    except KafkaError as error:
+        raise ConnectionError(f"Kafka did not answer: {error!r}") from error
+    finally:
+        consumer.close(autocommit=False)
+
+
 # --- Producing -------------------------------------------------------------
 
 
