@@ -14,6 +14,7 @@ from django.conf import settings
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from tests.support import outbox_test_event
+from django.db import connection
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -329,3 +330,25 @@ class TestZeroInitialisedSeries:
         assert ("orders_consumer_consumed_total", (("topic", "orders.created"),)) in samples
         assert ("django_http_responses_total_by_status_total", (("status", "500"),)) in samples
         assert "# TYPE platform_process_restarts_total counter" in text
+
+
+@pytest.mark.django_db(transaction=True)
+class TestHungDatabase:
+    def test_a_hung_database_gives_a_partial_scrape_within_about_a_second(self, client, hung_server, monkeypatch):
+        _, healthy = scrape(client)
+        assert sample(healthy, "metrics_source_up", source="database") == 1.0
+        host, port = hung_server.split(":")
+        # The scrape's own connection (opened per read, on its reader thread) goes to a server that never answers.
+        monkeypatch.setitem(connection.settings_dict, "HOST", host)
+        monkeypatch.setitem(connection.settings_dict, "PORT", port)
+
+        for _ in range(2):  # the second scrape finds the first read still stuck
+            started = time.monotonic()
+            _, samples = scrape(client)
+            assert time.monotonic() - started < 2.0
+            assert sample(samples, "metrics_source_up", source="database") == 0.0
+            assert ("outbox_rows", (("status", "PENDING"),)) not in samples
+            assert sample(samples, "metrics_source_up", source="redis") == 1.0
+
+        monkeypatch.undo()
+        wait_for(lambda: sample(scrape(client)[1], "metrics_source_up", source="database") == 1.0, timeout=30, interval=1)
