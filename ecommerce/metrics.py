@@ -32,7 +32,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from celery_app import job_last_successes
-from ecommerce.kafka.client import consumer_group_lag
+from ecommerce.kafka.client import consumer_group_positions
 from ecommerce.kafka.topics import DLQ_SUFFIX, ORDERS_CREATED, TOPICS
 from ecommerce.schedules import schedules
 from outbox.models import OutboxEvent, OutboxStatus
@@ -151,15 +151,21 @@ def _kafka_metrics() -> list[Metric]:
         "Messages of the order consumer group not yet committed: high watermark minus committed offset.",
         labels=["topic", "partition"],
     )
-    partitions = consumer_group_lag(
+    committed = GaugeMetricFamily(
+        "orders_consumer_committed_offset",
+        "The order consumer group's committed offset (0 when never committed); it stands still when the group makes no progress.",
+        labels=["topic", "partition"],
+    )
+    positions = consumer_group_positions(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
         group_id=settings.ORDERS_CONSUMER_GROUP,
         topic=ORDERS_CREATED,
         timeout_seconds=SCRAPE_READ_SECONDS,
     )
-    for partition, value in sorted(partitions.items()):
-        lag.add_metric([ORDERS_CREATED, str(partition)], value)
-    return [lag]
+    for partition, position in sorted(positions.items()):
+        lag.add_metric([ORDERS_CREATED, str(partition)], position.lag)
+        committed.add_metric([ORDERS_CREATED, str(partition)], position.committed)
+    return [lag, committed]
 
 
 def _job_intervals() -> Metric:

@@ -34,8 +34,7 @@ logger = logging.getLogger(__name__)
 CONSUMED = Counter("orders_consumer_consumed", "Messages taken from Kafka by the order consumer.", ["topic"])
 DEAD_LETTERED = Counter("orders_consumer_dead_lettered", "Messages sent to a dead-letter topic.", ["topic", "reason"])
 TRANSIENT_RETRIES = Counter("orders_consumer_transient_retries", "Messages retried after an infrastructure error.")
-# DeadLettersArriving and OrderConsumerLagging read these: exported at zero from process start.
-CONSUMED.labels(ORDERS_CREATED)
+# DeadLettersArriving reads these: exported at zero from process start.
 for _reason in ("poison", "processing-error"):
     DEAD_LETTERED.labels(ORDERS_CREATED, _reason)
 

@@ -81,14 +81,25 @@ def broker_ping(*, bootstrap_servers: Sequence[str], timeout_seconds: float) -> 
         admin.close()
 
 
-def consumer_group_lag(
-    *, bootstrap_servers: Sequence[str], group_id: str, topic: str, timeout_seconds: float
-) -> dict[int, int]:
-    """Return the group's lag per partition of `topic`: high watermark minus committed offset.
+@dataclass(frozen=True)
+class PartitionPosition:
+    committed: int  # the group's committed offset; 0 when it never committed
+    end: int  # the high watermark: the offset the next message will get
 
-    A partition the group never committed counts its whole high watermark.
-    The reading client never subscribes, so it neither joins nor disturbs
-    the group. Raise ConnectionError when the broker does not answer in time.
+    @property
+    def lag(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+def consumer_group_positions(
+    *, bootstrap_servers: Sequence[str], group_id: str, topic: str, timeout_seconds: float
+) -> dict[int, PartitionPosition]:
+    """Return the group's committed offset and the high watermark of each partition of `topic`.
+
+    A partition the group never committed reads committed 0, so its whole
+    high watermark is lag. The reading client never subscribes, so it neither
+    joins nor disturbs the group. Raise ConnectionError when the broker does
+    not answer in time.
     """
     timeout_ms = max(int(timeout_seconds * 1000), 100)
     try:
@@ -107,11 +118,13 @@ def consumer_group_lag(
         if not partitions:
             return {}
         ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
-        lag = {}
+        positions = {}
         for partition in partitions:
             committed = consumer.committed(partition, timeout_ms=timeout_ms)
-            lag[partition.partition] = max(ends[partition] - (committed if committed and committed > 0 else 0), 0)
-        return lag
+            positions[partition.partition] = PartitionPosition(
+                committed=committed if committed and committed > 0 else 0, end=ends[partition]
+            )
+        return positions
     except KafkaError as error:
         raise ConnectionError(f"Kafka did not answer: {error!r}") from error
     finally:
