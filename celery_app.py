@@ -1,14 +1,51 @@
-"""The Celery application; ecommerce/__init__.py re-exports it so shared_task binds."""
-import os
+"""The Celery application; ecommerce/__init__.py re-exports it so shared_task binds.
 
+It also keeps, in Redis, when each task last succeeded (`job_last_successes`):
+the proof that the periodic jobs run, read by /metrics at scrape time.
+"""
+import logging
+import os
+import threading
+import time
+
+import redis
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import task_prerun, task_success
+from django.conf import settings
+
+from resilience.redis_client import fail_fast_client
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings.local")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("ecommerce")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# A hash: task name -> unix time of its last success.
+JOB_SUCCESS_KEY = "jobs:last-success"
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def _jobs_redis() -> redis.Redis:
+    url = settings.REDIS_URL
+    with _clients_lock:
+        if url not in _clients:
+            _clients[url] = fail_fast_client(url, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
+        return _clients[url]
+
+
+def job_success_record(*, task_name: str, at: float) -> None:
+    """Record that `task_name` succeeded at unix time `at`."""
+    _jobs_redis().hset(JOB_SUCCESS_KEY, task_name, repr(at))
+
+
+def job_last_successes() -> dict[str, float]:
+    """Return each task name's last success (unix time); raise redis.RedisError when Redis is down."""
+    return {name.decode(): float(value) for name, value in _jobs_redis().hgetall(JOB_SUCCESS_KEY).items()}
 
 
 @task_prerun.connect
@@ -19,3 +56,14 @@ def _drop_unusable_connections(sender=None, **kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@task_success.connect
+def _record_job_success(sender=None, **kwargs) -> None:
+    """Note the task's success; losing the note (Redis down) must never fail the task."""
+    if sender is None:
+        return
+    try:
+        job_success_record(task_name=sender.name, at=time.time())
+    except redis.RedisError as error:
+        logger.warning("could not record a job success", extra={"task": sender.name, "error": repr(error)})

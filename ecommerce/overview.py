@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from ecommerce.kafka.client import consumer_group_lag
+from ecommerce.kafka.client import consumer_group_positions
 from ecommerce.kafka.topics import ORDERS_CREATED
 from orders.models import Order, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
@@ -264,7 +264,7 @@ def dead_letters_unresolved() -> DeadLettersUnresolved:
 def consumer_lag() -> ConsumerLag:
     """Read the order consumer group's lag on each partition of `orders.created` from the broker."""
     group = settings.ORDERS_CONSUMER_GROUP
-    lag = consumer_group_lag(
+    positions = consumer_group_positions(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
         group_id=group,
         topic=ORDERS_CREATED,
@@ -273,7 +273,7 @@ def consumer_lag() -> ConsumerLag:
     return ConsumerLag(
         group=group,
         topic=ORDERS_CREATED,
-        partitions=[PartitionLag(partition, lag[partition]) for partition in sorted(lag)],
+        partitions=[PartitionLag(partition, positions[partition].lag) for partition in sorted(positions)],
         # What lag means for a customer: orders still waiting for the consumer.
         url=_changelist(Order, status__exact="PENDING"),
     )

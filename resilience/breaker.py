@@ -255,10 +255,20 @@ class CircuitBreaker:
         self._store_down = Suspension(STORE_RETRY_SECONDS)
 
     def _update(self, change: Callable[[dict[str, Any]], T]) -> T:
+        now = self.clock()
+
+        def change_and_stamp(doc: dict[str, Any]) -> T:
+            before = doc["state"]
+            result = change(doc)
+            if doc["state"] != before:
+                # When it changed, for operators ("open since when?"): kept in the shared document.
+                doc["changed_at"] = now
+            return result
+
         try:
             if self._store_down.active():
                 raise redis.ConnectionError("breaker store recently unreachable")
-            result, before, after = self.store.update(self.name, change)
+            result, before, after = self.store.update(self.name, change_and_stamp)
             if self._using_fallback:
                 self._using_fallback = False
                 logger.warning(
@@ -275,7 +285,7 @@ class CircuitBreaker:
                     "circuit breaker store unreachable, using per-process state",
                     extra={"event": "resilience", "breaker": self.name, "error": repr(error)},
                 )
-            result, before, after = self.fallback.update(self.name, change)
+            result, before, after = self.fallback.update(self.name, change_and_stamp)
         if before != after:
             TRANSITIONS.labels(self.name, before, after).inc()
             logger.warning(
@@ -294,6 +304,16 @@ class CircuitBreaker:
             except redis.RedisError:
                 self._store_down.trip()
         return State(self.fallback.read(self.name)["state"])
+
+    def shared_status(self) -> tuple[State, float | None]:
+        """Read the shared state and the unix time of its last change (None if never changed).
+
+        Unlike `state()` this never falls back to per-process state: a Redis
+        error propagates, so a reader (the metrics scrape) can tell "unknown"
+        from "closed".
+        """
+        doc = self.store.read(self.name)
+        return State(doc["state"]), doc.get("changed_at")
 
     def acquire(self) -> Permit:
         """Reserve a call, or raise CircuitOpenError without calling anything."""

@@ -31,3 +31,34 @@ ensure_secret_key() {
     )
     export DJANGO_SECRET_KEY="$key"
 }
+
+# Make COMMAND available, installing the Debian PACKAGES that provide it when
+# it is missing (as root, or through `sudo -n`); fail with what to run otherwise.
+#   debian_ensure COMMAND PACKAGE...
+debian_ensure() {
+    local command="$1"
+    shift
+    command -v "$command" >/dev/null 2>&1 && return 0
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo=(sudo -n)
+        else
+            printf 'ERROR: %s is missing. Install it:   sudo apt-get install -y %s\n' "$command" "$*" >&2
+            return 1
+        fi
+    fi
+    command -v apt-get >/dev/null 2>&1 || {
+        printf 'ERROR: %s is missing and this is not a Debian/Ubuntu machine; install the Prometheus tools (%s)\n' "$command" "$*" >&2
+        return 1
+    }
+    printf '[setup] installing %s (for %s)\n' "$*" "$command"
+    # The package lists once per machine boot is enough; a fresh machine has none.
+    if [[ ! -d /var/lib/apt/lists || -z $(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial) ]]; then
+        "${sudo[@]}" apt-get update -qq || return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" >/dev/null \
+        || { "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" >/dev/null; } \
+        || { printf 'ERROR: apt-get install -y %s failed\n' "$*" >&2; return 1; }
+    command -v "$command" >/dev/null 2>&1
+}

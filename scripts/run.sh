@@ -2,8 +2,11 @@
 # Start the whole platform on this machine:
 #   .venv + requirements, PostgreSQL/Redis/Kafka (tansu), migrations, demo data,
 #   periodic tasks, static files, then web + Celery worker + beat + Flower + the
-#   order consumer under honcho in the foreground. Ctrl-C stops all of it (and tansu; PostgreSQL and
-#   Redis only if this script started them).
+#   order consumer + Prometheus + Alertmanager under supervisord in the
+#   foreground (ops/supervisor/). A process that dies is restarted (logged and
+#   counted in platform_process_restarts_total); logs are in .run/logs/.
+#   Ctrl-C or SIGTERM stops all of it (and tansu; PostgreSQL and Redis only if
+#   this script started them).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,29 +25,44 @@ export WEB_PORT="${WEB_PORT:-8000}"
 export FLOWER_PORT="${FLOWER_PORT:-5555}"
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+# Not 9093, Alertmanager's usual port: the test suite's broker listens there.
+export ALERTMANAGER_PORT="${ALERTMANAGER_PORT:-9094}"
+export PLATFORM_ROOT="$ROOT"
+export RUN_DIR="$ROOT/.run"
 export PYTHONUNBUFFERED=1
 # Set again (fresh) just before the processes start; the setup commands below
 # must not leave metric files of their own behind in it.
 unset PROMETHEUS_MULTIPROC_DIR
 
-HONCHO_PID=""
+SUPERVISOR_PID=""
 CLEANED_UP=""
+# supervisord stops each program within its stopwaitsecs (30 s at most) and
+# SIGKILLs what remains; this is only the backstop should supervisord hang.
+STOP_SECONDS=60
 # shellcheck disable=SC2317 # invoked through the EXIT trap
 cleanup() {
     [[ -z $CLEANED_UP ]] || return 0
     CLEANED_UP=1
     trap - INT TERM
-    if [[ -n $HONCHO_PID ]] && kill -0 "$HONCHO_PID" 2>/dev/null; then
+    if [[ -n $SUPERVISOR_PID ]] && kill -0 "$SUPERVISOR_PID" 2>/dev/null; then
         log "stopping the platform processes"
-        kill -TERM "$HONCHO_PID" 2>/dev/null || true
+        kill -TERM "$SUPERVISOR_PID" 2>/dev/null || true
         local i
-        # honcho SIGKILLs its processes 5 s after SIGTERM; give it a little longer.
-        for ((i = 0; i < 30; i++)); do
-            kill -0 "$HONCHO_PID" 2>/dev/null || break
+        for ((i = 0; i < STOP_SECONDS * 2; i++)); do
+            kill -0 "$SUPERVISOR_PID" 2>/dev/null || break
             sleep 0.5
         done
-        kill -KILL "$HONCHO_PID" 2>/dev/null || true
-        wait "$HONCHO_PID" 2>/dev/null || true
+        if kill -0 "$SUPERVISOR_PID" 2>/dev/null; then
+            log "supervisord did not stop within $STOP_SECONDS s; killing it and its process groups"
+            local child
+            # Each program runs in a process group of its own, led by the program's pid.
+            for child in $(ps -o pid= --ppid "$SUPERVISOR_PID" 2>/dev/null); do
+                kill -KILL -- "-$child" 2>/dev/null || kill -KILL "$child" 2>/dev/null || true
+            done
+            kill -KILL "$SUPERVISOR_PID" 2>/dev/null || true
+        fi
+        wait "$SUPERVISOR_PID" 2>/dev/null || true
     fi
     log "stopping the services this run started"
     bash "$ROOT/scripts/services.sh" down || true
@@ -62,6 +80,16 @@ export PYTHON="$PY"
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_busy "$WEB_PORT" && die "port $WEB_PORT is already in use (another run.sh?); set WEB_PORT to use another"
 port_busy "$FLOWER_PORT" && die "port $FLOWER_PORT is already in use; set FLOWER_PORT to use another"
+port_busy "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is already in use; set PROMETHEUS_PORT to use another"
+port_busy "$ALERTMANAGER_PORT" && die "port $ALERTMANAGER_PORT is already in use; set ALERTMANAGER_PORT to use another"
+
+# Prometheus and Alertmanager from Debian's packages (installed when missing).
+debian_ensure prometheus prometheus || die "Prometheus is needed (Debian package: prometheus)"
+debian_ensure prometheus-alertmanager prometheus-alertmanager \
+    || die "Alertmanager is needed (Debian package: prometheus-alertmanager)"
+export PROMETHEUS_BIN ALERTMANAGER_BIN
+PROMETHEUS_BIN="$(command -v prometheus)"
+ALERTMANAGER_BIN="$(command -v prometheus-alertmanager)"
 
 bash scripts/services.sh up
 
@@ -77,7 +105,9 @@ log "collectstatic"
 # Shared by gunicorn workers and Celery so /metrics sees all of them.
 export PROMETHEUS_MULTIPROC_DIR="$ROOT/.run/prometheus"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR"
-mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR" "$RUN_DIR/logs" "$RUN_DIR/prometheus-data" "$RUN_DIR/alertmanager-data"
+sed -e "s|@ROOT@|$ROOT|g" -e "s|@WEB_PORT@|$WEB_PORT|g" -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|g" \
+    -e "s|@ALERTMANAGER_PORT@|$ALERTMANAGER_PORT|g" ops/prometheus/prometheus.local.yml >"$RUN_DIR/prometheus.yml"
 
 WEB="http://127.0.0.1:$WEB_PORT"
 cat <<EOF
@@ -89,21 +119,25 @@ cat <<EOF
     Metrics    $WEB/metrics
     Health     $WEB/health/ready
     Flower     http://127.0.0.1:$FLOWER_PORT/
+    Prometheus http://127.0.0.1:$PROMETHEUS_PORT/classic/alerts
+    Alertmanager http://127.0.0.1:$ALERTMANAGER_PORT/
     Kafka      $KAFKA_BOOTSTRAP_SERVERS
 
   Demo manager login (API and admin): manager / manager123
+  Process logs: .run/logs/<process>.log; supervisor: .run/supervisord.log
+  Processes: .venv/bin/supervisorctl -s unix://.run/supervisor.sock status
 
   Press Ctrl-C to stop everything.
 
 EOF
 
-# In the background so this shell can forward SIGTERM and clean up; honcho
-# itself handles Ctrl-C (SIGINT reaches the whole foreground process group).
-# `--env /dev/null`: .env has already been applied above without overriding
-# the process environment (honcho's own .env loading would override it).
-"$PY" -m honcho --env /dev/null start -f Procfile &
-HONCHO_PID=$!
+# In the background so this shell can forward SIGTERM and clean up.
+# supervisord handles Ctrl-C itself (SIGINT reaches the whole foreground
+# process group; it sets its own handler) and stops every program, each in a
+# process group of its own, so the programs see only supervisord's SIGTERM.
+"$PY" -m supervisor.supervisord -c ops/supervisor/supervisord.conf &
+SUPERVISOR_PID=$!
 rc=0
-wait "$HONCHO_PID" || rc=$?
-HONCHO_PID=""
+wait "$SUPERVISOR_PID" || rc=$?
+SUPERVISOR_PID=""
 exit "$rc"

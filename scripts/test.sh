@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Run the test suite: .venv + requirements, the backing services, then pytest.
+# Run the test suite: .venv + requirements, the backing services, the alert
+# rules' promtool checks, then pytest.
 #   scripts/test.sh [pytest args...]
-# Exits with pytest's code; "no tests collected" (pytest exit 5) is a failure.
+# Exits with pytest's code (or promtool's when pytest passed); "no tests
+# collected" (pytest exit 5) is a failure. Installs Debian's `prometheus`
+# package for promtool when it is missing.
 # Services are left running afterwards unless STOP_SERVICES=1.
 set -euo pipefail
 
@@ -35,6 +38,18 @@ bash scripts/bootstrap.sh
 PY="$ROOT/.venv/bin/python"
 PYTHON="$PY" bash scripts/services.sh up
 
+# The alert rules and their unit tests (ops/prometheus), before pytest; a
+# failure here fails the run, but pytest still runs (it reports it too).
+rules_rc=0
+debian_ensure promtool prometheus || exit 1
+# The admin overview's browser test drives Debian's Chromium through its chromedriver.
+debian_ensure chromium chromium || exit 1
+debian_ensure chromedriver chromium-driver || exit 1
+log "promtool check rules + test rules (ops/prometheus)"
+promtool check rules ops/prometheus/alerts.yml || rules_rc=$?
+promtool test rules ops/prometheus/tests/*.yml || rules_rc=$?
+[[ $rules_rc -eq 0 ]] || log "FAILED: promtool (alert rules or their tests)"
+
 log "pytest $*"
 rc=0
 DJANGO_SETTINGS_MODULE=ecommerce.settings.test "$PY" -m pytest "$@" </dev/null || rc=$?
@@ -42,4 +57,5 @@ if [[ $rc -eq 5 ]]; then
     log "FAILED: pytest collected no tests (exit 5); treating that as a failure"
     exit 1
 fi
+[[ $rc -ne 0 ]] || rc=$rules_rc
 exit "$rc"

@@ -169,17 +169,27 @@ def broker_ping(*, bootstrap_servers: Sequence[str], timeout_seconds: float) -> 
         admin.close()
 
 
-def consumer_group_lag(
-    *, bootstrap_servers: Sequence[str], group_id: str, topic: str, timeout_seconds: float
-) -> dict[int, int]:
-    """Return the group's lag on each partition of `topic`: high watermark minus committed offset.
+@dataclass(frozen=True)
+class PartitionPosition:
+    committed: int  # the group's committed offset; where it would start (earliest) if it never committed
+    end: int  # the high watermark: the offset the next message will get
 
-    A partition the group never committed on counts from its earliest offset,
-    as the consumers (auto_offset_reset=earliest) would start there. Only
-    admin requests are made, so reading the lag never joins or disturbs the
-    group. Raises ConnectionError when the broker cannot be reached or does
-    not answer within about `timeout_seconds`: each request is bounded by it,
-    and no request starts once it has passed.
+    @property
+    def lag(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+def consumer_group_positions(
+    *, bootstrap_servers: Sequence[str], group_id: str, topic: str, timeout_seconds: float
+) -> dict[int, PartitionPosition]:
+    """Return the group's committed offset and the high watermark of each partition of `topic`.
+
+    A partition the group never committed on reads its earliest offset, where
+    the consumers (auto_offset_reset=earliest) would start, so everything still
+    on it counts as lag. Only admin requests are made, so reading never joins or
+    disturbs the group. Raise ConnectionError when the broker cannot be reached
+    or does not answer within about `timeout_seconds`: each request is bounded
+    by it, and no request starts once it has passed.
     """
     deadline = time.monotonic() + timeout_seconds
 
@@ -207,12 +217,12 @@ def consumer_group_lag(
         raise ConnectionError(f"Kafka did not answer: {error!r}") from error
     finally:
         admin.close()
-    lag = {}
+    positions = {}
     for partition in partitions:
         position = committed.get(partition)
         start = position.offset if position is not None and position.offset >= 0 else earliest[partition].offset
-        lag[partition.partition] = max(latest[partition].offset - start, 0)
-    return lag
+        positions[partition.partition] = PartitionPosition(committed=start, end=latest[partition].offset)
+    return positions
 
 
 # --- Producing -------------------------------------------------------------

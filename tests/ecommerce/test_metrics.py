@@ -1,21 +1,43 @@
-"""`/metrics`: Prometheus text with django-prometheus, our counters and the gauges read at scrape time."""
+"""`/metrics`: Prometheus text with django-prometheus, our counters and the gauges read at scrape time.
+
+The scrape reads the database on a thread of its own (bounded in time), which
+sees only committed rows: tests that write rows the gauges read are
+transactional.
+"""
+import socket
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from tests.support import outbox_test_event
+from django.db import connection
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from checkout.cart_cache import cart_cache_get, cart_cache_reset_for_tests
+from celery_app import app as celery_app
 from checkout.idempotency import idempotency_records_expired_delete
+from checkout.tasks import cart_cleanup
 from checkout.models import IdempotencyRecord
 from outbox.models import OutboxEvent, OutboxStatus
+from resilience.models import DeadLetter
 from resilience.policies import breaker_for, breakers_reset
-from tests.support import free_port
+from tests.support import free_port, wait_for
+
+# The modules declaring counters the alerts read, as the processes that count them load them.
+import orders.consumer  # noqa: E402,F401
+import orders.payments  # noqa: E402,F401
 
 pytestmark = pytest.mark.django_db
+
+
+@celery_app.task(name="tests.always_fails")
+def always_fails() -> None:
+    raise RuntimeError("this task fails on purpose")
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -59,6 +81,7 @@ class TestExposition:
         assert "# TYPE idempotency_cleanup_deleted_total counter" in text
 
 
+@pytest.mark.django_db(transaction=True)
 class TestOutboxGauges:
     def test_rows_by_status_equal_the_table(self, client):
         rows = [event(str(uuid.uuid4())) for _ in range(6)]
@@ -138,3 +161,195 @@ class TestCounters:
         _, after = scrape(client)
         assert after[key] - before[key] == 3.0
         assert IdempotencyRecord.objects.count() == 0
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+class TestBreakerTransitionTime:
+    def test_last_change_time_is_the_opening_and_never_changed_reads_zero(self, client):
+        _, before = scrape(client)
+        assert sample(before, "circuit_breaker_state_changed_timestamp_seconds", breaker="kafkaPublisher") == 0.0
+
+        breaker = breaker_for("kafkaPublisher")
+        opened_after = time.time()
+        for _ in range(5):
+            breaker.record_failure(breaker.acquire())
+        breakers_reset()
+
+        _, after = scrape(client)
+        changed = sample(after, "circuit_breaker_state_changed_timestamp_seconds", breaker="kafkaPublisher")
+        assert opened_after <= changed <= time.time()
+        assert sample(after, "circuit_breaker_state", breaker="kafkaPublisher") == 1.0
+
+
+def dead_letter(topic: str, offset: int, *, resolved: bool = False) -> DeadLetter:
+    return DeadLetter.objects.create(
+        original_topic=topic,
+        original_partition=0,
+        original_offset=offset,
+        consumer_group="order-service-group",
+        dead_letter_topic=topic + ".dlq",
+        value="{}",
+        exception_class="ValueError",
+        exception_message="bad",
+        stack_trace="",
+        attempts=1,
+        resolved_at=timezone.now() if resolved else None,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+class TestDeadLettersUnresolved:
+    def test_counts_unresolved_rows_by_original_topic_with_known_topics_at_zero(self, client):
+        _, empty = scrape(client)
+        assert sample(empty, "dead_letters_unresolved", topic="orders.created") == 0.0
+        assert sample(empty, "dead_letters_unresolved", topic="payments.completed") == 0.0
+
+        dead_letter("orders.created", 1)
+        dead_letter("orders.created", 2)
+        dead_letter("orders.created", 3, resolved=True)
+
+        _, samples = scrape(client)
+        assert sample(samples, "dead_letters_unresolved", topic="orders.created") == 2.0
+        assert sample(samples, "dead_letters_unresolved", topic="payments.completed") == 0.0
+
+
+def lag(samples: Samples) -> dict[int, float]:
+    return {
+        int(dict(labels)["partition"]): value
+        for (name, labels), value in samples.items()
+        if name == "orders_consumer_lag" and dict(labels)["topic"] == "orders.created"
+    }
+
+
+class TestConsumerLag:
+    def test_lag_is_high_watermark_minus_the_groups_committed_offset(self, client, broker, settings):
+        producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], acks="all")
+        try:
+            for partition, count in ((0, 4), (1, 2), (2, 0)):
+                for _ in range(count):
+                    producer.send("orders.created", partition=partition, value=b"{}").get(timeout=10)
+        finally:
+            producer.close()
+
+        _, never_committed = scrape(client)
+        assert lag(never_committed) == {0: 4.0, 1: 2.0, 2: 0.0}
+
+        committer = KafkaConsumer(
+            bootstrap_servers=[broker.bootstrap], group_id=settings.ORDERS_CONSUMER_GROUP, enable_auto_commit=False
+        )
+        try:
+            committer.commit({TopicPartition("orders.created", 0): OffsetAndMetadata(3, "", -1)})
+        finally:
+            committer.close(autocommit=False)
+
+        _, committed = scrape(client)
+        assert lag(committed) == {0: 1.0, 1: 2.0, 2: 0.0}
+        assert sample(committed, "orders_consumer_committed_offset", topic="orders.created", partition="0") == 3.0
+        assert sample(committed, "orders_consumer_committed_offset", topic="orders.created", partition="1") == 0.0
+        assert sample(committed, "metrics_source_up", source="kafka") == 1.0
+
+    def test_a_paused_broker_gives_a_partial_scrape_within_about_a_second(self, client, broker):
+        broker.pause()
+        try:
+            for _ in range(2):  # the second scrape finds the first read still stuck
+                started = time.monotonic()
+                _, samples = scrape(client)
+                assert time.monotonic() - started < 2.0
+                assert lag(samples) == {}
+                assert sample(samples, "metrics_source_up", source="kafka") == 0.0
+                assert sample(samples, "metrics_source_up", source="database") == 1.0
+                assert sample(samples, "outbox_rows", status="PENDING") == 0.0
+        finally:
+            broker.resume()
+        wait_for(lambda: sample(scrape(client)[1], "metrics_source_up", source="kafka") == 1.0, timeout=30, interval=1)
+
+
+@pytest.fixture
+def hung_server():
+    """A server that accepts connections and never answers, like a paused process."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+class TestHungRedis:
+    def test_a_hung_redis_gives_a_partial_scrape_within_about_a_second(self, client, settings, hung_server):
+        settings.RESILIENCE_REDIS_URL = f"redis://{hung_server}/0"
+        settings.REDIS_URL = f"redis://{hung_server}/0"
+        breakers_reset()
+
+        started = time.monotonic()
+        _, samples = scrape(client)
+
+        assert time.monotonic() - started < 2.0
+        assert sample(samples, "metrics_source_up", source="redis") == 0.0
+        assert not [name for name, _ in samples if name.startswith("circuit_breaker_state")]
+        assert sample(samples, "metrics_source_up", source="database") == 1.0
+        breakers_reset()
+
+
+class TestPeriodicJobs:
+    def test_a_successful_task_records_its_time_and_the_gauge_reads_it(self, client):
+        ran_after = time.time()
+
+        result = cart_cleanup.apply()
+
+        assert result.successful()
+        _, after = scrape(client)
+        at = sample(after, "periodic_job_last_success_timestamp_seconds", job="checkout.cart_cleanup")
+        assert ran_after <= at <= time.time()
+
+    def test_a_failed_task_records_nothing(self, client):
+        key = ("periodic_job_last_success_timestamp_seconds", (("job", "tests.always_fails"),))
+
+        result = always_fails.apply()
+
+        assert result.failed()
+        _, after = scrape(client)
+        assert key not in after
+
+    def test_every_scheduled_job_exports_its_interval(self, client):
+        _, samples = scrape(client)
+
+        assert sample(samples, "periodic_job_interval_seconds", job="outbox.relay") == settings.OUTBOX_SWEEP_INTERVAL_SECONDS
+
+
+class TestZeroInitialisedSeries:
+    def test_series_the_alerts_read_exist_before_any_event(self, client):
+        text, samples = scrape(client)
+
+        for outcome in ("approved", "declined", "transient_error", "circuit_open"):
+            assert ("payment_attempts_total", (("outcome", outcome),)) in samples
+        for reason in ("poison", "processing-error"):
+            assert ("orders_consumer_dead_lettered_total", (("reason", reason), ("topic", "orders.created"))) in samples
+        assert ("django_http_responses_total_by_status_total", (("status", "500"),)) in samples
+        assert "# TYPE platform_process_restarts_total counter" in text
+
+
+@pytest.mark.django_db(transaction=True)
+class TestHungDatabase:
+    def test_a_hung_database_gives_a_partial_scrape_within_about_a_second(self, client, hung_server, monkeypatch):
+        _, healthy = scrape(client)
+        assert sample(healthy, "metrics_source_up", source="database") == 1.0
+        host, port = hung_server.split(":")
+        # The scrape's own connection (opened per read, on its reader thread) goes to a server that never answers.
+        monkeypatch.setitem(connection.settings_dict, "HOST", host)
+        monkeypatch.setitem(connection.settings_dict, "PORT", port)
+
+        for _ in range(2):  # the second scrape finds the first read still stuck
+            started = time.monotonic()
+            _, samples = scrape(client)
+            assert time.monotonic() - started < 2.0
+            assert sample(samples, "metrics_source_up", source="database") == 0.0
+            assert ("outbox_rows", (("status", "PENDING"),)) not in samples
+            assert sample(samples, "metrics_source_up", source="redis") == 1.0
+
+        monkeypatch.undo()
+        wait_for(lambda: sample(scrape(client)[1], "metrics_source_up", source="database") == 1.0, timeout=30, interval=1)

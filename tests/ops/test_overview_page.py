@@ -1,7 +1,7 @@
 """The resilience overview in headless Chromium: a person on call logs in, reads it, follows its links.
 
-Needs Debian's `chromium` and `chromium-driver` (`bash scripts/browser.sh ensure`
-installs them). One browser serves the whole module; the page is served by
+Needs Debian's `chromium` and `chromium-driver` (`bash scripts/test.sh` installs
+them). One browser serves the whole module; the page is served by
 pytest-django's live server, with the admin's static files.
 """
 import base64
@@ -46,7 +46,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     chromedriver = shutil.which("chromedriver")
     if not (chromium and chromedriver):
         pytest.fail(
-            "headless Chromium is not installed: run `bash scripts/browser.sh ensure` "
+            "headless Chromium is not installed: run `bash scripts/test.sh`, which installs them "
             "(Debian packages chromium and chromium-driver)"
         )
     options = webdriver.ChromeOptions()
