@@ -195,7 +195,8 @@ def worker_drain_rate(topic: str, rows: int) -> float:
 def checkout_latency(rate: int, seconds: int) -> dict[str, float]:
     from django.db import connection
 
-    from checkout.models import Cart, CartItem, Category, Product
+    from catalog.models import Category, Product
+    from checkout.models import Cart, CartItem
     from django.utils import timezone
 
     from checkout.services import checkout_create

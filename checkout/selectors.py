@@ -6,7 +6,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from checkout.cart_cache import cart_cache_get, cart_cache_set
-from checkout.models import Cart, CartItem, Category, Product
+from catalog.models import Category, Product
+from checkout.models import Cart, CartItem
 from ecommerce.errors import NotFound
 from ecommerce.timestamps import utc_timestamp
 

@@ -6,11 +6,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
+from catalog.inventory import stock_lock, stock_shortages, stock_take
+from catalog.models import Category, Product
 from checkout.cart_cache import cart_cache_delete
-from checkout.models import Cart, CartItem, Category, Product
+from checkout.models import Cart, CartItem
 from ecommerce.db import delete_in_batches
 from ecommerce.errors import Conflict, InvalidRequest, NotFound
 from orders.models import Order
@@ -270,33 +271,27 @@ def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: 
     wanted: dict[uuid.UUID, int] = {}
     for item in items:
         wanted[item.product_id] = wanted.get(item.product_id, 0) + item.quantity
-    products = {
-        product.id: product
-        for product in Product.objects.select_for_update(of=("self",)).filter(id__in=wanted).order_by("id")
-    }
-    shortages = []
-    for product_id, quantity in wanted.items():
-        product = products.get(product_id)
-        available = product.inventory_quantity if product and product.is_active else 0
-        if quantity > available:
-            shortages.append(
-                {
-                    "productId": str(product_id),
-                    "productSku": product.sku if product else None,
-                    "requested": quantity,
-                    "available": available,
-                }
-            )
+    products = stock_lock(product_ids=set(wanted))
+    shortages = stock_shortages(locked=products, wanted=wanted)
     if shortages:
-        names = ", ".join(shortage["productSku"] or shortage["productId"] for shortage in shortages)
+        names = ", ".join(shortage.sku or str(shortage.product_id) for shortage in shortages)
         raise Conflict(
             f"Insufficient stock for: {names}.",
             problem_type="insufficient-stock",
-            extensions={"products": shortages},
+            extensions={
+                "products": [
+                    {
+                        "productId": str(shortage.product_id),
+                        "productSku": shortage.sku,
+                        "requested": shortage.requested,
+                        "available": shortage.available,
+                    }
+                    for shortage in shortages
+                ]
+            },
         )
-    for product_id, quantity in wanted.items():
-        # Locked and checked above; the CHECK constraint backs this up.
-        Product.objects.filter(id=product_id).update(inventory_quantity=F("inventory_quantity") - quantity)
+    # Locked and checked above; the CHECK constraint backs this up.
+    stock_take(wanted=wanted)
 
     order = order_create(
         customer=customer,

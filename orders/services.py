@@ -6,10 +6,9 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from checkout.models import Product
+from catalog.inventory import stock_release
 from ecommerce.errors import Conflict, NotFound
 from ecommerce.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
 from ecommerce.timestamps import utc_timestamp
@@ -203,17 +202,10 @@ def order_cancel(*, order_number: str, reason: str) -> Order:
     """Cancel a PENDING or PROCESSING order and give its stock back."""
     order = _order_lock(order_number)
     _refuse_transition(order, OrderStatus.CANCELLED)
-    # Lock products in id order, the same order checkout uses, so the two never deadlock.
-    quantities: dict[uuid.UUID, int] = {}
+    returned: dict[uuid.UUID, int] = {}
     for item in order.items.all():
-        quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
-    existing = list(
-        Product.objects.select_for_update().filter(id__in=quantities).order_by("id").values_list("id", flat=True)
-    )
-    for product_id in existing:
-        Product.objects.filter(id=product_id).update(
-            inventory_quantity=F("inventory_quantity") + quantities[product_id]
-        )
+        returned[item.product_id] = returned.get(item.product_id, 0) + item.quantity
+    stock_release(returned=returned)
     order.status = OrderStatus.CANCELLED
     order.cancellation_reason = reason
     order.completed_at = timezone.now()

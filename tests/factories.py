@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from checkout.models import Category, Product
+from catalog.models import Category, Product
 
 
 class CategoryFactory(factory.django.DjangoModelFactory):

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "resilience",
     "outbox",
     "deadletters",
+    "catalog",
     "checkout",
     "orders",
 ]

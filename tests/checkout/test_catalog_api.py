@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from checkout.models import Category, Product
+from catalog.models import Category, Product
 from tests.api import PROBLEM
 from tests.conftest import API
 from tests.factories import CategoryFactory, ProductFactory

@@ -9,7 +9,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from checkout.models import Cart, CartItem, Product
+from catalog.models import Product
+from checkout.models import Cart, CartItem
 from orders.models import Order
 from outbox.models import OutboxEvent
 from tests.conftest import checkout

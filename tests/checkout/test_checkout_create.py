@@ -5,7 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from checkout.models import Cart, CartItem, Product
+from catalog.models import Product
+from checkout.models import Cart, CartItem
 from orders.models import Order, OrderItem
 from outbox.models import OutboxEvent, OutboxStatus
 from tests.conftest import API, add_to_cart, checkout

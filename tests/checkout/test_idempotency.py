@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from checkout import services
 from checkout.idempotency import idempotency_records_expired_delete, request_fingerprint
-from checkout.models import IdempotencyRecord, Product
+from catalog.models import Product
+from checkout.models import IdempotencyRecord
 from checkout.tasks import idempotency_cleanup
 from orders.models import Order
 from outbox.models import OutboxEvent

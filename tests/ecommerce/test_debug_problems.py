@@ -5,7 +5,7 @@ the `settings` fixture turning it on is the run command's situation.
 """
 import pytest
 
-from checkout.models import Category
+from catalog.models import Category
 from tests.api import assert_problem
 from tests.conftest import API
 

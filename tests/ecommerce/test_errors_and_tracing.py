@@ -9,7 +9,8 @@ import pytest
 import yaml
 from django.db import connections
 
-from checkout.models import Cart, Category
+from catalog.models import Category
+from checkout.models import Cart
 from ecommerce.correlation import CorrelationIdLogFilter
 from orders.models import Order
 from outbox.models import OutboxEvent

@@ -214,7 +214,7 @@ class TestOtherChangelists:
         order = Order.objects.get()
 
         orders = admin_client.get("/admin/orders/order/")
-        products = admin_client.get("/admin/checkout/product/")
+        products = admin_client.get("/admin/catalog/product/")
 
         assert orders.status_code == 200
         assert order.order_number in orders.content.decode()

@@ -6,10 +6,10 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from checkout.models import Category, Product
+from catalog.models import Category, Product
 
 DEMO_MANAGER = ("manager", "manager123")
-MANAGER_ADMIN_APPS = ["checkout", "orders", "outbox", "resilience", "django_celery_beat"]
+MANAGER_ADMIN_APPS = ["catalog", "checkout", "orders", "outbox", "deadletters", "django_celery_beat"]
 
 DEMO_CATALOG = {
     "Books": [
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         group.permissions.set(
             Permission.objects.filter(content_type__app_label__in=MANAGER_ADMIN_APPS, codename__startswith="view_")
             | Permission.objects.filter(
-                content_type__app_label="checkout", codename__in=["change_product", "change_category"]
+                content_type__app_label="catalog", codename__in=["change_product", "change_category"]
             )
         )
         for category_name, products in DEMO_CATALOG.items():

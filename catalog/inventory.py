@@ -1,0 +1,55 @@
+"""Stock: the one place that locks products and takes or gives back their stock.
+
+Every writer that changes stock locks the products it touches here, in id
+order, after any cart row and before the day's order-number row (see
+`checkout.services.checkout_create`), so two writers never wait on each
+other in opposite orders. The database has the last word: a CHECK
+constraint refuses negative stock whatever a caller does.
+(Saleor keeps the same concern in `checkout/lock_objects.py`.)
+"""
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.db.models import F
+
+from catalog.models import Product
+
+
+@dataclass(frozen=True)
+class Shortage:
+    product_id: uuid.UUID
+    sku: str | None  # None: the product no longer exists
+    requested: int
+    available: int
+
+
+def stock_lock(*, product_ids: set[uuid.UUID] | list[uuid.UUID]) -> dict[uuid.UUID, Product]:
+    """Lock the products (in id order) until the transaction ends; return those that exist."""
+    locked = Product.objects.select_for_update(of=("self",)).filter(id__in=product_ids).order_by("id")
+    return {product.id: product for product in locked}
+
+
+def stock_shortages(*, locked: Mapping[uuid.UUID, Product], wanted: Mapping[uuid.UUID, int]) -> list[Shortage]:
+    """What of `wanted` the locked products cannot supply (an inactive product supplies nothing)."""
+    shortages = []
+    for product_id, quantity in wanted.items():
+        product = locked.get(product_id)
+        available = product.inventory_quantity if product is not None and product.is_active else 0
+        if quantity > available:
+            shortages.append(
+                Shortage(product_id=product_id, sku=product.sku if product else None, requested=quantity, available=available)
+            )
+    return shortages
+
+
+def stock_take(*, wanted: Mapping[uuid.UUID, int]) -> None:
+    """Decrement stock of products locked with `stock_lock` and checked with `stock_shortages`."""
+    for product_id, quantity in wanted.items():
+        Product.objects.filter(id=product_id).update(inventory_quantity=F("inventory_quantity") - quantity)
+
+
+def stock_release(*, returned: Mapping[uuid.UUID, int]) -> None:
+    """Give stock back (a cancelled order); products deleted since are skipped."""
+    for product_id in stock_lock(product_ids=list(returned)):
+        Product.objects.filter(id=product_id).update(inventory_quantity=F("inventory_quantity") + returned[product_id])
