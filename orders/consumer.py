@@ -182,6 +182,7 @@ class OrderCreatedConsumer:
         self._connections = ThreadConnections()
         self._idle_since: float | None = None
         self._committed_at = 0.0
+        self._paused = False
         self.broker_failures = 0
         # False after a shutdown that left messages running on the pool.
         self.drained = True
@@ -209,10 +210,14 @@ class OrderCreatedConsumer:
     def poll_once(self) -> None:
         """Take as many messages as the pool has room for, hand them over, commit what finished."""
         # Every pass: partitions assigned by a rebalance arrive unpaused.
-        if self.executor.full():
+        full = self.executor.full()
+        if full:
             self.consumer.pause_all()
         else:
             self.consumer.resume_all()
+        if full != self._paused:
+            self._paused = full
+            logger.info("fetching paused" if full else "fetching resumed", extra={"in_flight": self.executor.in_flight()})
         busy = self.executor.in_flight() > 0
         messages = self.consumer.poll(
             timeout_seconds=BUSY_POLL_SECONDS if busy else IDLE_POLL_SECONDS,
