@@ -57,8 +57,7 @@ def test_sixteen_payments_at_once_through_a_half_open_breaker_let_only_its_trial
     assert breaker.state() == State.CLOSED  # the trials succeeded
 
 
-def test_sixteen_payments_at_once_do_not_queue_for_the_time_limit_threads(payment_faults, settings):
-    settings.CONSUMER_MAX_IN_FLIGHT = 16
+def test_sixteen_payments_at_once_do_not_queue_for_the_time_limit_threads(payment_faults):
     payment_faults_set(latency_seconds=1.0)
 
     started = time.monotonic()

@@ -120,7 +120,7 @@ def test_killed_between_finished_messages_and_their_commit_redelivers_them_and_c
     assert crashing.wait(timeout=60) == -9  # SIGKILLed itself right after a database commit
     paid_before = Order.objects.filter(id__in=[row.aggregate_id for row in rows], status="PAID").count()
     assert paid_before >= 1
-    assert 0 not in committed_offsets(broker.bootstrap, GROUP, ORDERS_CREATED)  # nothing finished reached a commit
+    assert committed_offsets(broker.bootstrap, GROUP, ORDERS_CREATED).get(0, 0) == 0  # nothing finished reached a commit
 
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -156,8 +156,9 @@ def test_a_slow_provider_pauses_fetching_and_the_consumer_stays_in_the_group(pla
     assert most_in_payment == 2  # the pool was full, and never more than full
     messages = [record.get("message") for record in _log_records(consumer)]
     assert "fetching paused" in messages and "fetching resumed" in messages
-    assert messages.count("partitions assigned") == 1  # no rebalance in ~5 s of slow payments
-    assert "partitions revoked" not in messages and "partitions lost" not in messages
+    # No rebalance in ~5 s of slow payments (the join itself logs an empty revocation first).
+    since_joined = messages[messages.index("partitions assigned") + 1 :]
+    assert not {"partitions assigned", "partitions revoked", "partitions lost"} & set(since_joined), since_joined
     assert consumer.process.poll() is None
     _paid_once(rows)
 
