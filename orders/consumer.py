@@ -225,7 +225,17 @@ class OrderCreatedConsumer:
         )
         for message in messages:
             CONSUMED.labels(message.topic).inc()
-            self.executor.submit(message)
+            if not self.executor.submit(message):
+                # This loop never seeks, so an offset seen before means the
+                # client's position was reset (a broker that lost its data):
+                # what the executor knows of the partition names other
+                # messages now. Start it afresh; running ones finish unobserved.
+                logger.warning(
+                    "partition went back to an earlier offset, tracking it afresh",
+                    extra={"event": "resilience", "partition": message.partition, "offset": message.offset},
+                )
+                self.executor.revoke([(message.topic, message.partition)], timeout_seconds=0)
+                self.executor.submit(message)
         in_flight = self.executor.in_flight()
         IN_FLIGHT.set(in_flight)
         self.commit_finished()
@@ -259,9 +269,7 @@ class OrderCreatedConsumer:
         self.broker_failures += 1
         BROKER_ERRORS.labels(error.kind).inc()
         # Offsets seen before the failure may name other messages now (a
-        # broker that came back empty): forget the partitions (the running
-        # messages finish unobserved and uncommitted) and the dead-letter memory.
-        self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
+        # broker that came back empty): start the dead-letter memory afresh.
         with self._dead_letters_lock:
             self.dead_letters.clear()
         delay = min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (self.broker_failures - 1), MAX_BROKER_BACKOFF_SECONDS)
@@ -275,6 +283,11 @@ class OrderCreatedConsumer:
         # A lost membership or a failed commit is repaired by the next poll
         # (it rejoins); a lost connection, or failures that persist, by a new client.
         if error.kind == "connection" or self.broker_failures > 1:
+            # The new client resumes from the committed offsets: forget the
+            # partitions' in-flight state with the old one (running messages
+            # finish unobserved and stay uncommitted), and commit nothing of it:
+            # the broker may have come back empty.
+            self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
             try:
                 self.consumer.reconnect()
             except BrokerUnavailable as again:
