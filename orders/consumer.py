@@ -261,8 +261,15 @@ class OrderCreatedConsumer:
         commit that does not wait. Lost partitions are no longer ours to commit.
         """
         positions = self.executor.revoke(partitions, timeout_seconds=0)
-        if not lost:
-            self.consumer.commit_positions_nowait(positions)
+        if lost:
+            # The client rejoins by itself; the broker failure behind it is still counted and logged.
+            BROKER_ERRORS.labels("rebalance").inc()
+            logger.warning(
+                "group membership lost, partitions given up uncommitted",
+                extra={"event": "resilience", "kind": "rebalance", "partitions": sorted(f"{t}-{p}" for t, p in partitions)},
+            )
+            return
+        self.consumer.commit_positions_nowait(positions)
 
     def ride_out(self, error: BrokerUnavailable) -> None:
         """Count and log a broker failure, back off, and reconnect when the client itself is suspect."""
