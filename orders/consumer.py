@@ -73,6 +73,7 @@ BUSY_POLL_SECONDS = 0.1
 IDLE_POLL_SECONDS = 1.0
 # At most one offset commit per this interval (each is a broker round trip).
 COMMIT_INTERVAL_SECONDS = 0.2
+PAUSE_LOG_SECONDS = 5.0
 # The pool threads' database connections are closed after this long without work.
 IDLE_CONNECTIONS_CLOSE_SECONDS = 10.0
 # Graceful shutdown must fit the process manager's grace period before its
@@ -182,7 +183,8 @@ class OrderCreatedConsumer:
         self._connections = ThreadConnections()
         self._idle_since: float | None = None
         self._committed_at = 0.0
-        self._paused = False
+        self._paused_logged = False
+        self._paused_logged_at = 0.0
         self.broker_failures = 0
         # False after a shutdown that left messages running on the pool.
         self.drained = True
@@ -215,8 +217,10 @@ class OrderCreatedConsumer:
             self.consumer.pause_all()
         else:
             self.consumer.resume_all()
-        if full != self._paused:
-            self._paused = full
+        # A slow provider flips between full and not every few passes: say
+        # where fetching stands at most every PAUSE_LOG_SECONDS, not each flip.
+        if full != self._paused_logged and time.monotonic() - self._paused_logged_at >= PAUSE_LOG_SECONDS:
+            self._paused_logged, self._paused_logged_at = full, time.monotonic()
             logger.info("fetching paused" if full else "fetching resumed", extra={"in_flight": self.executor.in_flight()})
         busy = self.executor.in_flight() > 0
         messages = self.consumer.poll(
