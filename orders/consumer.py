@@ -184,6 +184,8 @@ class OrderCreatedConsumer:
         self._idle_since: float | None = None
         self._committed_at = 0.0
         self._paused_logged = False
+        # Set after a broker failure: the client must fetch again from the committed offsets.
+        self._rewind_needed = False
         self._paused_logged_at = 0.0
         self.broker_failures = 0
         # False after a shutdown that left messages running on the pool.
@@ -211,6 +213,9 @@ class OrderCreatedConsumer:
 
     def poll_once(self) -> None:
         """Take as many messages as the pool has room for, hand them over, commit what finished."""
+        if self._rewind_needed:
+            self.consumer.rewind_to_committed()
+            self._rewind_needed = False
         # Every pass: partitions assigned by a rebalance arrive unpaused.
         full = self.executor.full()
         if full:
@@ -280,7 +285,12 @@ class OrderCreatedConsumer:
         self.broker_failures += 1
         BROKER_ERRORS.labels(error.kind).inc()
         # Offsets seen before the failure may name other messages now (a
-        # broker that came back empty): start the dead-letter memory afresh.
+        # broker that came back empty): forget the partitions' in-flight state
+        # without committing any of it (running messages finish unobserved and
+        # uncommitted), fetch again from the committed offsets, and start the
+        # dead-letter memory afresh.
+        self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
+        self._rewind_needed = True
         with self._dead_letters_lock:
             self.dead_letters.clear()
         delay = min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (self.broker_failures - 1), MAX_BROKER_BACKOFF_SECONDS)
@@ -294,17 +304,13 @@ class OrderCreatedConsumer:
         # A lost membership or a failed commit is repaired by the next poll
         # (it rejoins); a lost connection, or failures that persist, by a new client.
         if error.kind == "connection" or self.broker_failures > 1:
-            # The new client resumes from the committed offsets: forget the
-            # partitions' in-flight state with the old one (running messages
-            # finish unobserved and stay uncommitted), and commit nothing of it:
-            # the broker may have come back empty.
-            self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
             try:
                 self.consumer.reconnect()
             except BrokerUnavailable as again:
                 BROKER_ERRORS.labels(again.kind).inc()
                 logger.warning("broker still unavailable", extra={"event": "resilience", "kind": again.kind, "error": repr(again.error)})
                 return
+            self._rewind_needed = False  # a new client starts from the committed offsets
             logger.info("consumer reconnected", extra={"event": "resilience", "group": self.consumer.group_id})
             self.check_topics()
 

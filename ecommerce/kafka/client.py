@@ -574,6 +574,24 @@ class EventConsumer:
         except (KafkaError, OSError) as error:
             logger.warning("commit on revocation failed", extra={"event": "resilience", "group": self.group_id, "error": repr(error)})
 
+    def rewind_to_committed(self) -> None:
+        """Fetch every assigned partition again from its committed offset (from the beginning if none).
+
+        For a caller that gave up the messages it had fetched and not
+        finished: without this the client would go on after them.
+        """
+        client = self._client()
+        timeout_ms = int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000)
+        try:
+            for partition in client.assignment():
+                committed = client.committed(partition, timeout_ms=timeout_ms)
+                if committed is None or committed < 0:
+                    client.seek_to_beginning(partition)
+                else:
+                    client.seek(partition, committed)
+        except (KafkaError, OSError, ValueError) as error:
+            raise BrokerUnavailable(_broker_error_kind(error), error) from error
+
     def pause_all(self) -> None:
         """Stop fetching every assigned partition; `poll()` keeps the membership alive and returns nothing.
 
