@@ -1,8 +1,11 @@
 """Database helpers shared by the apps."""
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
 
@@ -39,3 +42,40 @@ def delete_in_batches(queryset: QuerySet, *, batch_size: int) -> int:
     return in_batches(
         queryset, batch_size=batch_size, apply=lambda keys: queryset.model.objects.filter(pk__in=keys).delete()
     )
+
+
+class ThreadConnections:
+    """The database connections that pool threads keep between tasks, closable from another thread.
+
+    Django gives every thread its own connection and closes it only when
+    that thread asks; a pool thread left idle keeps its connection open for
+    good. The pool's owner records each thread's connection with `hold()`
+    and, once no task is running, closes them all with `close_all()`.
+    """
+
+    def __init__(self) -> None:
+        self._held: "weakref.WeakSet[BaseDatabaseWrapper]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def hold(self) -> None:
+        """Record the calling thread's connection."""
+        with self._lock:
+            self._held.add(connections[DEFAULT_DB_ALIAS])
+
+    def close_all(self) -> int:
+        """Close every recorded connection; return how many were open.
+
+        Only while none of the threads runs a task: Django lets another
+        thread close a connection only when marked shared for the moment.
+        """
+        with self._lock:
+            held, self._held = list(self._held), weakref.WeakSet()
+        opened = 0
+        for wrapper in held:
+            opened += wrapper.connection is not None
+            wrapper.inc_thread_sharing()
+            try:
+                wrapper.close()
+            finally:
+                wrapper.dec_thread_sharing()
+        return opened

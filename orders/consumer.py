@@ -1,27 +1,36 @@
-"""The order-management consumer of `orders.created`: the poll loop.
+"""The order-management consumer of `orders.created`: the poll loop and what runs around each message.
 
 Processing is `orders.processing.process_order_created_message`; this module
-decides what happens around it, in three small pieces that a parallel loop
-can reuse as they are:
+decides what happens around it:
 
 * `message_decide` runs the processing with its retries and says what became
   of the message: done, dead-letter it, or deliver it again later;
-* `OrderCreatedConsumer.handle` carries that decision out: commits the offset
-  only after the message's database work committed (or once its dead letter
-  is safe), or rewinds so the message comes again;
-* `OrderCreatedConsumer.run` is the loop: poll, handle, and ride out the
-  broker going away.
+* `OrderCreatedConsumer.settle` carries that decision out on a pool thread of
+  the key-ordered executor (`ecommerce.kafka.ordered`): it answers DONE once
+  the message's database work committed, DEAD_LETTERED once its dead letter is
+  safe, RETRY when it must run again later;
+* `OrderCreatedConsumer.run` is the loop, the only caller of Kafka: poll,
+  submit, commit what the executor says is finished, pause fetching while the
+  pool is full, and ride out the broker going away.
+
+Many orders are paid at once (up to CONSUMER_MAX_IN_FLIGHT per process), but
+never two messages of one order: its events keep their order. The offset
+committed for a partition is the lowest one not finished yet, so a crash
+re-delivers only unfinished work, and the processed-events table absorbs what
+had finished after it.
 
 Nothing that goes wrong with the broker stops the loop. A lost connection, a
 broker that comes back empty (topics re-created, offsets gone), a lost group
 membership or a failed commit are transient: the loop backs off, reconnects
 when need be, rejoins and goes on; work whose offset was not committed is
-delivered again and absorbed by the processed-events table. SIGTERM finishes
-the message in hand, commits and leaves the group.
+delivered again and absorbed by the processed-events table. SIGTERM stops
+polling, waits a bounded time for the messages in hand, commits and leaves
+the group.
 """
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,46 +38,51 @@ from enum import Enum
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
-from prometheus_client import Counter, Gauge
 
 from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
-from ecommerce.kafka.client import BrokerUnavailable, EventConsumer, IncomingMessage, topics_check, topics_mismatch_log
+from ecommerce.db import ThreadConnections
+from ecommerce.kafka.client import (
+    CONSUMER_CALL_TIMEOUT_SECONDS,
+    BrokerUnavailable,
+    EventConsumer,
+    IncomingMessage,
+    topics_check,
+    topics_mismatch_log,
+)
+from ecommerce.kafka.ordered import Disposition, OrderedExecutor
 from ecommerce.kafka.topics import ORDERS_CREATED, TOPICS
+from orders.metrics import BROKER_ERRORS, CONSUMED, DEAD_LETTERED, HEARTBEAT, IN_FLIGHT, TRANSIENT_RETRIES
+from orders.payments import mock_gateway_connections_close
 from orders.processing import PoisonMessage, process_order_created_message
 
 logger = logging.getLogger(__name__)
 
-CONSUMED = Counter("orders_consumer_consumed", "Messages taken from Kafka by the order consumer.", ["topic"])
-DEAD_LETTERED = Counter("orders_consumer_dead_lettered", "Messages sent to a dead-letter topic.", ["topic", "reason"])
-TRANSIENT_RETRIES = Counter("orders_consumer_transient_retries", "Messages retried after an infrastructure error.")
-BROKER_ERRORS = Counter(
-    "orders_consumer_broker_errors",
-    "Broker failures the order consumer rode out (it backed off, reconnected or rejoined, and went on).",
-    ["kind"],
-)
-# "max": with several consumer processes, the scrape shows the freshest
-# heartbeat; a stale value means no consumer loop is turning at all.
-HEARTBEAT = Gauge(
-    "orders_consumer_heartbeat_timestamp_seconds",
-    "Unix time of the order consumer loop's latest iteration.",
-    multiprocess_mode="max",
-)
-BROKER_ERROR_KINDS = ("connection", "commit_failed", "rebalance", "topic_missing")
-DEAD_LETTER_REASONS = ("poison", "processing-error")
-# Exported at zero from the start, so an alert fires on the first event.
-for _kind in BROKER_ERROR_KINDS:
-    BROKER_ERRORS.labels(_kind)
-for _reason in DEAD_LETTER_REASONS:
-    DEAD_LETTERED.labels(ORDERS_CREATED, _reason)
-
 INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError)
-# The longest a transient retry waits before trying again.
+# The longest a message waits before it runs again after a transient failure.
 MAX_TRANSIENT_BACKOFF_SECONDS = 30.0
 # The longest the loop waits for the broker between reconnects: short enough
 # that a broker back after an outage is used again within seconds.
 MAX_BROKER_BACKOFF_SECONDS = 5.0
-# Longer than the slowest message: three 5 s payment attempts with backoff, twice over.
+# The loop polls at least every IDLE_POLL_SECONDS whatever the payments do,
+# so only a blocked commit (CONSUMER_CALL_TIMEOUT_SECONDS) delays a poll;
+# the interval stays generous for a machine starved of CPU.
 MAX_POLL_INTERVAL_SECONDS = 120.0
+# Poll timeouts: while work is in flight the loop comes back quickly to
+# commit what finished and to take more; idle, it waits for messages.
+BUSY_POLL_SECONDS = 0.1
+IDLE_POLL_SECONDS = 1.0
+# At most one offset commit per this interval (each is a broker round trip).
+COMMIT_INTERVAL_SECONDS = 0.2
+PAUSE_LOG_SECONDS = 5.0
+# The pool threads' database connections are closed after this long without work.
+IDLE_CONNECTIONS_CLOSE_SECONDS = 10.0
+# Graceful shutdown must fit the process manager's grace period before its
+# SIGKILL: honcho (the run command) waits 5 s, supervisord 10 s by default,
+# compose 30 s here. Messages still running after the drain are left
+# uncommitted (delivered again later); then one bounded commit, then leave.
+SHUTDOWN_DRAIN_SECONDS = 3.0
+SHUTDOWN_COMMIT_SECONDS = 1.0
+SHUTDOWN_LEAVE_SECONDS = 0.5
 
 MessageId = tuple[str, int, int]
 
@@ -80,7 +94,7 @@ def message_id(message: IncomingMessage) -> MessageId:
 class Decision(str, Enum):
     DONE = "done"  # processed (or already processed): commit
     DEAD_LETTER = "dead_letter"  # can never be processed: dead-letter, then commit
-    RETRY_LATER = "retry_later"  # infrastructure down: deliver again, do not commit
+    RETRY_LATER = "retry_later"  # infrastructure down, or shutting down: run again later, do not commit
 
 
 @dataclass(frozen=True)
@@ -94,17 +108,18 @@ def message_decide(
     message: IncomingMessage,
     *,
     process: Callable[[IncomingMessage], object],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], object],
     keep_going: Callable[[], bool],
 ) -> Verdict:
     """Process one message with its retries and say what became of it.
 
-    A poison message is dead-lettered at once; a database outage is waited
-    out (no attempt is burned) until `keep_going()` says stop; any other
-    error is tried `CONSUMER_MAX_ATTEMPTS` times with backoff.
+    A poison message is dead-lettered at once. A database outage is handed
+    back at once (RETRY_LATER, no attempt burned): the caller waits it out
+    and can give the message up meanwhile. Any other error is tried
+    `CONSUMER_MAX_ATTEMPTS` times, `sleep`ing between tries, unless
+    `keep_going()` says stop.
     """
     attempts = 0
-    transient_failures = 0
     while True:
         attempts += 1
         try:
@@ -113,18 +128,13 @@ def message_decide(
         except PoisonMessage as error:
             return Verdict(Decision.DEAD_LETTER, error, attempts)
         except INFRASTRUCTURE_ERRORS as error:
-            attempts -= 1  # the database, not the message: no attempt is burned
-            transient_failures += 1
             TRANSIENT_RETRIES.inc()
-            delay = min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (transient_failures - 1), MAX_TRANSIENT_BACKOFF_SECONDS)
             logger.warning(
                 "infrastructure unavailable, retrying without committing",
-                extra={"event": "resilience", "offset": message.offset, "error": repr(error), "retry_in": delay},
+                extra={"event": "resilience", "partition": message.partition, "offset": message.offset, "error": repr(error)},
             )
             close_old_connections()
-            sleep(delay)
-            if not keep_going():
-                return Verdict(Decision.RETRY_LATER, error, attempts)
+            return Verdict(Decision.RETRY_LATER, error, attempts - 1)  # the database, not the message
         except Exception as error:
             if attempts >= settings.CONSUMER_MAX_ATTEMPTS:
                 return Verdict(Decision.DEAD_LETTER, error, attempts)
@@ -133,6 +143,13 @@ def message_decide(
                 extra={"event": "resilience", "offset": message.offset, "attempt": attempts, "error": repr(error)},
             )
             sleep(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1))
+            if not keep_going():
+                return Verdict(Decision.RETRY_LATER, error, attempts)
+
+
+def retry_backoff(attempt: int) -> float:
+    """Wait before a message runs again: the consumer's backoff, doubled per attempt, capped."""
+    return min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1), MAX_TRANSIENT_BACKOFF_SECONDS)
 
 
 class OrderCreatedConsumer:
@@ -141,23 +158,45 @@ class OrderCreatedConsumer:
         *,
         consumer: EventConsumer,
         process: Callable[[IncomingMessage], object] = process_order_created_message,
-        sleep: Callable[[float], None] = time.sleep,
         check_topics: Callable[[], None] = lambda: None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.consumer = consumer
         self.process = process
-        self.sleep = sleep
         self.check_topics = check_topics
         self.running = True
+        # Set by stop(): cuts every wait short (retry sleeps on the pool threads, broker backoff).
+        self._stopping = threading.Event()
+        self.executor: OrderedExecutor[IncomingMessage] = OrderedExecutor(
+            process=self.settle,
+            max_in_flight=max_in_flight or settings.CONSUMER_MAX_IN_FLIGHT,
+            retry_backoff=retry_backoff,
+            thread_name_prefix="orders-consumer",
+        )
+        # Revocations reach the executor from kafka-python's IO thread.
+        consumer.on_revoked = self.partitions_revoked
         # Messages on their way to the dead letters that could not be made
-        # safe yet: on redelivery they go straight back there, neither
+        # safe yet: when they run again they go straight back there, neither
         # processed again nor (once on the .dlq topic) published twice.
         self.dead_letters: dict[MessageId, PendingDeadLetter] = {}
+        self._dead_letters_lock = threading.Lock()
+        self._connections = ThreadConnections()
+        self._idle_since: float | None = None
+        self._committed_at = 0.0
+        self._paused_logged = False
+        # Set after a broker failure: the client must fetch again from the committed offsets.
+        self._rewind_needed = False
+        self._paused_logged_at = 0.0
         self.broker_failures = 0
+        # False after a shutdown that left messages running on the pool.
+        self.drained = True
 
     def stop(self, *_: object) -> None:
-        """Finish the message in hand, commit it, then leave (SIGTERM, SIGINT)."""
+        """Stop polling, let the messages in hand finish (bounded), commit, leave (SIGTERM, SIGINT)."""
         self.running = False
+        self._stopping.set()
+
+    # --- The poll loop (the only thread that calls Kafka) -------------------
 
     def run(self) -> None:
         self.check_topics()
@@ -170,30 +209,96 @@ class OrderCreatedConsumer:
                 except BrokerUnavailable as error:
                     self.ride_out(error)
         finally:
-            self.consumer.close()
+            self.shutdown()
 
     def poll_once(self) -> None:
-        """Poll one batch and handle its messages in order, until one must come again."""
-        for message in self.consumer.poll(timeout_seconds=1.0, max_records=50):
-            HEARTBEAT.set(time.time())
-            if not self.handle(message):
-                break  # rewound: poll again from the message that must come again
-            if not self.running:
-                break
+        """Take as many messages as the pool has room for, hand them over, commit what finished."""
+        if self._rewind_needed:
+            self.consumer.rewind_to_committed()
+            self._rewind_needed = False
+        # Every pass: partitions assigned by a rebalance arrive unpaused.
+        full = self.executor.full()
+        if full:
+            self.consumer.pause_all()
+        else:
+            self.consumer.resume_all()
+        # A slow provider flips between full and not every few passes: say
+        # where fetching stands at most every PAUSE_LOG_SECONDS, not each flip.
+        if full != self._paused_logged and time.monotonic() - self._paused_logged_at >= PAUSE_LOG_SECONDS:
+            self._paused_logged, self._paused_logged_at = full, time.monotonic()
+            logger.info("fetching paused" if full else "fetching resumed", extra={"in_flight": self.executor.in_flight()})
+        busy = self.executor.in_flight() > 0
+        messages = self.consumer.poll(
+            timeout_seconds=BUSY_POLL_SECONDS if busy else IDLE_POLL_SECONDS,
+            max_records=max(self.executor.capacity(), 1),
+        )
+        for message in messages:
+            CONSUMED.labels(message.topic).inc()
+            if not self.executor.submit(message):
+                # This loop never seeks, so an offset seen before means the
+                # client's position was reset (a broker that lost its data):
+                # what the executor knows of the partition names other
+                # messages now. Start it afresh; running ones finish unobserved.
+                logger.warning(
+                    "partition went back to an earlier offset, tracking it afresh",
+                    extra={"event": "resilience", "partition": message.partition, "offset": message.offset},
+                )
+                self.executor.revoke([(message.topic, message.partition)], timeout_seconds=0)
+                self.executor.submit(message)
+        in_flight = self.executor.in_flight()
+        IN_FLIGHT.set(in_flight)
+        self.commit_finished()
+        self._close_idle_connections(in_flight)
+
+    def commit_finished(self, *, timeout_seconds: float = CONSUMER_CALL_TIMEOUT_SECONDS, now: bool = False) -> None:
+        """Commit, per partition, up to the first unfinished message, if it moved (at most every COMMIT_INTERVAL_SECONDS)."""
+        if not now and time.monotonic() - self._committed_at < COMMIT_INTERVAL_SECONDS:
+            return
+        positions = self.executor.committable()
+        if not positions:
+            return
+        self.consumer.commit_positions(positions, timeout_seconds=timeout_seconds)
+        self.executor.mark_committed(positions)
+        self._committed_at = time.monotonic()
+
+    def partitions_revoked(self, partitions: list[tuple[str, int]], lost: bool) -> None:
+        """Give revoked partitions up: their waiting messages are dropped, their finished prefix committed.
+
+        Runs on kafka-python's IO thread, which may not block: no waiting for
+        running messages (they finish unobserved, their offsets stay
+        uncommitted and the next owner runs them again, harmlessly) and a
+        commit that does not wait. Lost partitions are no longer ours to commit.
+        """
+        positions = self.executor.revoke(partitions, timeout_seconds=0)
+        if lost:
+            # The client rejoins by itself; the broker failure behind it is still counted and logged.
+            BROKER_ERRORS.labels("rebalance").inc()
+            logger.warning(
+                "group membership lost, partitions given up uncommitted",
+                extra={"event": "resilience", "kind": "rebalance", "partitions": sorted(f"{t}-{p}" for t, p in partitions)},
+            )
+            return
+        self.consumer.commit_positions_nowait(positions)
 
     def ride_out(self, error: BrokerUnavailable) -> None:
         """Count and log a broker failure, back off, and reconnect when the client itself is suspect."""
         self.broker_failures += 1
         BROKER_ERRORS.labels(error.kind).inc()
         # Offsets seen before the failure may name other messages now (a
-        # broker that came back empty): start the dead-letter memory afresh.
-        self.dead_letters.clear()
+        # broker that came back empty): forget the partitions' in-flight state
+        # without committing any of it (running messages finish unobserved and
+        # uncommitted), fetch again from the committed offsets, and start the
+        # dead-letter memory afresh.
+        self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
+        self._rewind_needed = True
+        with self._dead_letters_lock:
+            self.dead_letters.clear()
         delay = min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (self.broker_failures - 1), MAX_BROKER_BACKOFF_SECONDS)
         logger.warning(
             "broker unavailable, backing off",
             extra={"event": "resilience", "kind": error.kind, "error": repr(error.error), "retry_in": delay, "failures": self.broker_failures},
         )
-        self.sleep(delay)
+        self._stopping.wait(delay)
         if not self.running:
             return
         # A lost membership or a failed commit is repaired by the next poll
@@ -205,46 +310,79 @@ class OrderCreatedConsumer:
                 BROKER_ERRORS.labels(again.kind).inc()
                 logger.warning("broker still unavailable", extra={"event": "resilience", "kind": again.kind, "error": repr(again.error)})
                 return
+            self._rewind_needed = False  # a new client starts from the committed offsets
             logger.info("consumer reconnected", extra={"event": "resilience", "group": self.consumer.group_id})
             self.check_topics()
 
-    def handle(self, message: IncomingMessage) -> bool:
-        """Process one message to a committed end; False if it must be delivered again."""
-        pending = self.dead_letters.pop(message_id(message), None)
-        if pending is None:
-            CONSUMED.labels(message.topic).inc()
-            verdict = message_decide(message, process=self.process, sleep=self.sleep, keep_going=lambda: self.running)
-            if verdict.decision == Decision.RETRY_LATER:
-                self.consumer.rewind(message)  # shutting down: leave it for the next member, uncommitted
-                return False
-            if verdict.decision == Decision.DEAD_LETTER:
-                pending = PendingDeadLetter(
-                    message=message, error=verdict.error, attempts=verdict.attempts, group=self.consumer.group_id
-                )
-        if pending is not None:
-            return self.dead_letter(pending)
-        self._after_database_commit()
-        self.consumer.commit(message)
-        return True
+    def shutdown(self) -> None:
+        """Wait (bounded) for the messages in hand, commit what finished, leave the group."""
+        self.drained = self.executor.close(timeout_seconds=SHUTDOWN_DRAIN_SECONDS)
+        IN_FLIGHT.set(0)
+        if not self.drained:
+            logger.warning(
+                "messages still running at shutdown are left uncommitted, to be delivered again",
+                extra={"event": "resilience", "in_flight": self.executor.in_flight()},
+            )
+        try:
+            self.commit_finished(timeout_seconds=SHUTDOWN_COMMIT_SECONDS, now=True)
+        except BrokerUnavailable as error:
+            logger.warning("final commit failed; finished messages will be delivered again", extra={"event": "resilience", "error": repr(error.error)})
+        self.consumer.close(timeout_seconds=SHUTDOWN_LEAVE_SECONDS)
+        if self.drained:
+            self._connections.close_all()
 
-    def dead_letter(self, pending: PendingDeadLetter) -> bool:
-        """Make the message safe among the dead letters, then commit; False (rewound) if that must wait."""
+    def _close_idle_connections(self, in_flight: int) -> None:
+        """Close the pool threads' (and the mock provider's) connections once no work ran for a while."""
+        if in_flight:
+            self._idle_since = None
+            return
+        idle_since = self._idle_since = self._idle_since or time.monotonic()
+        # Nothing runs on the pool now, and nothing starts before this loop submits again.
+        if time.monotonic() - idle_since >= IDLE_CONNECTIONS_CLOSE_SECONDS and self._connections.close_all():
+            mock_gateway_connections_close()
+
+    # --- One message, on a pool thread ---------------------------------------
+
+    def settle(self, message: IncomingMessage) -> Disposition:
+        """Process one message to an end the executor can act on: DONE, DEAD_LETTERED or RETRY."""
+        close_old_connections()  # past DATABASE_CONN_MAX_AGE or broken: this thread gets a fresh one
+        self._connections.hold()
+        try:
+            with self._dead_letters_lock:
+                pending = self.dead_letters.pop(message_id(message), None)
+            if pending is None:
+                verdict = message_decide(
+                    message, process=self.process, sleep=self._stopping.wait, keep_going=lambda: not self._stopping.is_set()
+                )
+                if verdict.decision == Decision.RETRY_LATER:
+                    return Disposition.RETRY
+                if verdict.decision == Decision.DEAD_LETTER:
+                    pending = PendingDeadLetter(
+                        message=message, error=verdict.error, attempts=verdict.attempts, group=self.consumer.group_id
+                    )
+            if pending is not None:
+                return self.dead_letter(pending)
+            self._after_database_commit()
+            return Disposition.DONE
+        finally:
+            close_old_connections()
+
+    def dead_letter(self, pending: PendingDeadLetter) -> Disposition:
+        """Make the message safe among the dead letters; RETRY if that must wait."""
         message = pending.message
         try:
             dead_letter_deliver(pending=pending)
         except DeadLetterUnavailable as failure:
-            # Nowhere safe to put it yet: back off and deliver it again rather than lose it.
+            # Nowhere safe to put it yet: run it again later rather than lose it.
             pending.retries += 1
-            delay = min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (pending.retries - 1), MAX_TRANSIENT_BACKOFF_SECONDS)
             logger.warning(
                 "dead letter not stored, will retry",
-                extra={"event": "resilience", "offset": message.offset, "error": repr(failure), "retry_in": delay},
+                extra={"event": "resilience", "offset": message.offset, "error": repr(failure), "retries": pending.retries},
             )
-            self.dead_letters[message_id(message)] = pending
+            with self._dead_letters_lock:
+                self.dead_letters[message_id(message)] = pending
             close_old_connections()
-            self.sleep(delay)
-            self.consumer.rewind(message)
-            return False
+            return Disposition.RETRY
         reason = "poison" if isinstance(pending.error, PoisonMessage) else "processing-error"
         DEAD_LETTERED.labels(message.topic, reason).inc()
         logger.error(
@@ -259,8 +397,7 @@ class OrderCreatedConsumer:
                 "attempts": pending.attempts,
             },
         )
-        self.consumer.commit(message)
-        return True
+        return Disposition.DEAD_LETTERED
 
     @staticmethod
     def _after_database_commit() -> None:
@@ -293,6 +430,15 @@ def consume_orders_forever() -> None:
     loop = OrderCreatedConsumer(consumer=consumer, check_topics=consumer_topics_check)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
-    logger.info("order consumer started", extra={"group": settings.ORDERS_CONSUMER_GROUP})
+    logger.info(
+        "order consumer started",
+        extra={"group": settings.ORDERS_CONSUMER_GROUP, "max_in_flight": loop.executor.max_in_flight},
+    )
     loop.run()
-    logger.info("order consumer stopped")
+    logger.info("order consumer stopped", extra={"drained": loop.drained})
+    if not loop.drained:
+        # Python would wait at exit for the pool threads still running (past
+        # the process manager's patience): leave now. Their transactions roll
+        # back with the connections, and their offsets were never committed.
+        logging.shutdown()
+        os._exit(0)

@@ -13,7 +13,6 @@ import hashlib
 import logging
 import random
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +20,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, close_old_connections, connection, connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ecommerce.db import ThreadConnections
 from orders.metrics import PAYMENT_ATTEMPTS
 from orders.models import MockGatewayCharge
 from orders.payment_faults import PaymentFaults, payment_faults_current
@@ -97,7 +96,7 @@ class PaymentGateway(Protocol):
 
 # The connections the mock's ledger keeps on the time limit's threads, so
 # they can be closed from elsewhere (see mock_gateway_connections_close).
-_provider_connections: "weakref.WeakSet[BaseDatabaseWrapper]" = weakref.WeakSet()
+_provider_connections = ThreadConnections()
 
 
 @contextmanager
@@ -112,7 +111,7 @@ def _provider_connection() -> Iterator[None]:
     """
     if not connection.in_atomic_block:
         close_old_connections()
-    _provider_connections.add(connections[DEFAULT_DB_ALIAS])
+    _provider_connections.hold()
     try:
         yield
     finally:
@@ -121,18 +120,8 @@ def _provider_connection() -> Iterator[None]:
 
 
 def mock_gateway_connections_close() -> None:
-    """Close the connections the mock keeps on other threads (before a test database is dropped).
-
-    Only when no gateway call is running: Django refuses to close another
-    thread's connection unless it is marked as shared for the moment.
-    """
-    for wrapper in list(_provider_connections):
-        wrapper.inc_thread_sharing()
-        try:
-            wrapper.close()
-        finally:
-            wrapper.dec_thread_sharing()
-    _provider_connections.clear()
+    """Close the connections the mock keeps on other threads (while no gateway call is running)."""
+    _provider_connections.close_all()
 
 
 class MockPaymentGateway:

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -409,17 +409,44 @@ class IncomingMessage:
         return None
 
 
-class _AssignmentLog(ConsumerRebalanceListener):
-    """Log which partitions this member holds: what an operator asks first about a consumer group."""
+# Per (topic, partition), the next offset to read: what a commit records.
+Positions = Mapping[tuple[str, int], int]
+# Called with the partitions taken from this member and whether they were
+# lost (membership gone: their offsets can no longer be committed).
+RevokedHook = Callable[[list[tuple[str, int]], bool], None]
 
-    def __init__(self, group_id: str) -> None:
+
+class _AssignmentLog(ConsumerRebalanceListener):
+    """Log which partitions this member holds, and tell the owner of in-flight work when they go.
+
+    kafka-python 3 calls these methods on its IO thread, inside the caller's
+    `poll()` or `close()`: nothing here may block on the broker (a blocking
+    commit raises "Cannot block on net.run() from the IO thread itself"), so
+    the hook must only hand work back and commit without waiting.
+    """
+
+    def __init__(self, group_id: str, on_revoked: RevokedHook | None) -> None:
         self.group_id = group_id
+        self.on_revoked = on_revoked
 
     def on_partitions_revoked(self, revoked) -> None:
         logger.info("partitions revoked", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)})
+        self._tell(revoked, lost=False)
+
+    def on_partitions_lost(self, lost) -> None:
+        logger.info("partitions lost", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in lost)})
+        self._tell(lost, lost=True)
 
     def on_partitions_assigned(self, assigned) -> None:
         logger.info("partitions assigned", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in assigned)})
+
+    def _tell(self, partitions, *, lost: bool) -> None:
+        if self.on_revoked is None or not partitions:
+            return
+        try:
+            self.on_revoked([(tp.topic, tp.partition) for tp in partitions], lost)
+        except Exception:  # raised from here it would fail the rebalance itself; the work is re-delivered anyway
+            logger.exception("revoked-partitions hook failed", extra={"event": "resilience", "group": self.group_id})
 
 
 class BrokerUnavailable(Exception):
@@ -452,9 +479,12 @@ CONSUMER_CALL_TIMEOUT_SECONDS = 10.0
 class EventConsumer:
     """A consumer-group member that commits only what the caller says is done.
 
-    Every broker failure surfaces as `BrokerUnavailable`; `reconnect()` drops
-    the kafka-python consumer and builds a new one (which rejoins the group
-    and resumes from the committed offsets).
+    The caller commits positions (per partition, the next offset to read),
+    pauses fetching while it has no room for more, and hears of revoked
+    partitions through `on_revoked`. Every broker failure surfaces as
+    `BrokerUnavailable`; `reconnect()` drops the kafka-python consumer and
+    builds a new one (which rejoins the group and resumes from the committed
+    offsets).
     """
 
     def __init__(
@@ -469,6 +499,9 @@ class EventConsumer:
         self.bootstrap_servers = list(bootstrap_servers)
         self.topics = list(topics)
         self.max_poll_interval_seconds = max_poll_interval_seconds
+        # Set by the owner of the in-flight work before the first poll:
+        # `on_revoked(partitions, lost)`, run on kafka-python's IO thread (see `_AssignmentLog`).
+        self.on_revoked: RevokedHook | None = None
         # Connected on first use, so a broker down at start is ridden out like any later outage.
         self._consumer: KafkaConsumer | None = None
 
@@ -492,7 +525,7 @@ class EventConsumer:
             request_timeout_ms=int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000) + 5_000,
             reconnect_backoff_max_ms=5_000,
         )
-        consumer.subscribe(self.topics, listener=_AssignmentLog(self.group_id))
+        consumer.subscribe(self.topics, listener=_AssignmentLog(self.group_id, self.on_revoked))
         return consumer
 
     def reconnect(self) -> None:
@@ -524,28 +557,72 @@ class EventConsumer:
                 )
         return sorted(messages, key=lambda message: (message.topic, message.partition, message.offset))
 
-    def commit(self, message: IncomingMessage) -> None:
-        """Mark everything up to and including `message` done for its partition."""
-        partition = TopicPartition(message.topic, message.partition)
+    def commit_positions(self, positions: Positions, *, timeout_seconds: float = CONSUMER_CALL_TIMEOUT_SECONDS) -> None:
+        """Commit the next offset to read per partition; wait for the broker, at most `timeout_seconds`."""
+        if not positions:
+            return
         try:
-            self._client().commit(
-                {partition: OffsetAndMetadata(message.offset + 1, "", -1)},
-                timeout_ms=int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000),
-            )
+            self._client().commit(_offsets(positions), timeout_ms=int(timeout_seconds * 1000))
         except (KafkaError, OSError) as error:
             raise BrokerUnavailable(_broker_error_kind(error), error) from error
 
-    def rewind(self, message: IncomingMessage) -> None:
-        """Deliver `message` (and what followed it) again on the next poll."""
-        try:
-            self._client().seek(TopicPartition(message.topic, message.partition), message.offset)
-        except (KafkaError, OSError, ValueError) as error:
-            # No longer assigned here: whoever holds it now starts from the committed offset.
-            raise BrokerUnavailable("rebalance", error) from error
+    def commit_positions_nowait(self, positions: Positions) -> None:
+        """Send a commit without waiting for it: the one commit a rebalance hook (IO thread) may make.
 
-    def close(self) -> None:
+        A commit that fails is logged; its messages are delivered again to
+        the partition's next owner, where the processed-events table absorbs them.
+        """
+        if not positions or self._consumer is None:
+            return
+
+        def done(offsets, response) -> None:
+            if isinstance(response, BaseException):
+                logger.warning("commit on revocation failed", extra={"event": "resilience", "group": self.group_id, "error": repr(response)})
+
+        try:
+            self._consumer.commit_async(_offsets(positions), callback=done)
+        except (KafkaError, OSError) as error:
+            logger.warning("commit on revocation failed", extra={"event": "resilience", "group": self.group_id, "error": repr(error)})
+
+    def rewind_to_committed(self) -> None:
+        """Fetch every assigned partition again from its committed offset (from the beginning if none).
+
+        For a caller that gave up the messages it had fetched and not
+        finished: without this the client would go on after them.
+        """
+        client = self._client()
+        timeout_ms = int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000)
+        try:
+            for partition in client.assignment():
+                committed = client.committed(partition, timeout_ms=timeout_ms)
+                if committed is None or committed < 0:
+                    client.seek_to_beginning(partition)
+                else:
+                    client.seek(partition, committed)
+        except (KafkaError, OSError, ValueError) as error:
+            raise BrokerUnavailable(_broker_error_kind(error), error) from error
+
+    def pause_all(self) -> None:
+        """Stop fetching every assigned partition; `poll()` keeps the membership alive and returns nothing.
+
+        Call it on every pass while paused: partitions assigned by a
+        rebalance arrive unpaused.
+        """
+        client = self._client()
+        assigned = client.assignment()
+        if assigned:
+            client.pause(*assigned)
+
+    def resume_all(self) -> None:
+        """Fetch again from every paused partition."""
+        client = self._client()
+        paused = client.paused()
+        if paused:
+            client.resume(*paused)
+
+    def close(self, *, timeout_seconds: float = CONSUMER_CALL_TIMEOUT_SECONDS) -> None:
         """Leave the group at once, so its partitions move to the other members now."""
-        self._close_quietly(timeout_seconds=CONSUMER_CALL_TIMEOUT_SECONDS)
+        self._close_quietly(timeout_seconds=timeout_seconds)
 
     def _client(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -560,3 +637,7 @@ class EventConsumer:
             consumer.close(autocommit=False, timeout_ms=int(timeout_seconds * 1000))
         except Exception:  # closing against a dead broker may complain; the client is gone either way
             logger.debug("consumer close failed", exc_info=True)
+
+
+def _offsets(positions: Positions) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1) for (topic, partition), offset in positions.items()}

@@ -189,6 +189,11 @@ class OrderedExecutor(Generic[M]):
         """True while the loop should keep its partitions paused."""
         return self.capacity() == 0
 
+    def partitions(self) -> list[TopicPartitionId]:
+        """Return the partitions with tracked messages (to revoke them all when the client is replaced)."""
+        with self._lock:
+            return list(self._partitions)
+
     def committable(self) -> dict[TopicPartitionId, int]:
         """Return the offsets to commit: per partition, where it moved since `mark_committed`."""
         with self._lock:
