@@ -24,7 +24,7 @@ from checkout.idempotency import idempotency_records_expired_delete
 from checkout.tasks import cart_cleanup
 from checkout.models import IdempotencyRecord
 from outbox.models import OutboxEvent, OutboxStatus
-from resilience.models import DeadLetter
+from deadletters.models import DeadLetter
 from resilience.policies import breaker_for, breakers_reset
 from tests.support import free_port, wait_for
 
@@ -191,7 +191,7 @@ def dead_letter(topic: str, offset: int, *, resolved: bool = False) -> DeadLette
         original_offset=offset,
         consumer_group="order-service-group",
         dead_letter_topic=topic + ".dlq",
-        value="{}",
+        value=b"{}",
         exception_class="ValueError",
         exception_message="bad",
         stack_trace="",
