@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from checkout.models import Cart, CartItem, Product
 from orders.models import Order
 from outbox.models import OutboxEvent
-from tests.conftest import checkout
+from tests.api import checkout
 from tests.factories import ProductFactory
 
 CUSTOMERS = 200

@@ -8,7 +8,7 @@ import pytest
 from checkout.models import Cart, CartItem, Product
 from orders.models import Order, OrderItem
 from outbox.models import OutboxEvent, OutboxStatus
-from tests.conftest import API, add_to_cart, checkout
+from tests.api import API, add_to_cart, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from outbox.relay import outbox_batch_publish, outbox_drain
 from outbox.services import outbox_failed_requeue, outbox_published_purge
 from resilience.breaker import State
 from resilience.policies import breaker_for
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.support import free_port, header, outbox_test_event, read_topic
 

@@ -17,7 +17,7 @@ from outbox.services import outbox_event_create
 from outbox.tasks import relay
 from resilience.breaker import State
 from resilience.policies import breaker_for
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.support import CeleryWorker, header, nudge_high_watermarks, read_topic, wait_for
 
