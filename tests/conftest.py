@@ -10,6 +10,17 @@ from tests.factories import ProductFactory, UserFactory
 from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 
 
+# Fixtures that start or talk to a broker: a test using one is a `kafka` test
+# whether or not it says so, so `-m "not kafka"` never selects it.
+BROKER_FIXTURES = {"broker", "consumers"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     cart_cache_reset_for_tests()

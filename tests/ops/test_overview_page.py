@@ -113,6 +113,7 @@ def screenshot(browser: WebDriver, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
+@pytest.mark.kafka  # every figure shows, consumer lag (read from the broker) too
 def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_them(
     browser, live_server, settings, tmp_path
 ):

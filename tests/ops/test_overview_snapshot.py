@@ -247,6 +247,7 @@ class TestSourcesDown:
         finally:
             broker.resume()
 
+    @pytest.mark.kafka  # consumer lag is read from the broker
     def test_the_whole_snapshot_reads_every_figure_when_all_is_up(self):
         snapshot = overview_snapshot()
 

@@ -41,6 +41,10 @@ def duplicates(records, rows: list[OutboxEvent]) -> int:
     return len(copies) - len(set(copies))
 
 
+# Every test here publishes through a real broker (its own or the suite's).
+pytestmark = pytest.mark.kafka
+
+
 @pytest.mark.django_db
 def test_broker_outage_loses_nothing_and_the_breaker_stops_attempts(api_client, broker, fast_policies, capsys):
     products = [ProductFactory(inventory_quantity=100) for _ in range(2)]
