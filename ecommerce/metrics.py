@@ -2,7 +2,9 @@
 
 The gauges (outbox backlog, breaker states, dead letters, consumer lag,
 periodic jobs) describe shared state in PostgreSQL, Redis and Kafka, so they
-are computed when scraped rather than kept by any one process. Counters from
+are computed when scraped rather than kept by any one process; the reads
+themselves live in `ecommerce/platform_state.py`, shared with the admin's
+resilience overview. Counters from
 several processes (gunicorn workers, Celery, the consumer, the supervisor's
 event listener) are merged when PROMETHEUS_MULTIPROC_DIR is set.
 
@@ -24,7 +26,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django_prometheus.middleware import Metrics as DjangoMetrics
@@ -32,15 +33,19 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from celery_app import job_last_successes
-from deadletters.models import DeadLetter
-from ecommerce.kafka.client import consumer_group_positions
-from ecommerce.kafka.topics import DLQ_SUFFIX, ORDERS_CREATED, TOPICS
+from ecommerce.kafka.topics import DLQ_SUFFIX, TOPICS
+from ecommerce.platform_state import (
+    breaker_statuses,
+    consumer_positions,
+    dead_letters_unresolved_by_topic,
+    job_last_successes,
+    orders_flagged_count,
+    orders_stuck_counts,
+    outbox_oldest_pending_at,
+    outbox_status_counts,
+)
 from ecommerce.schedules import schedules
-from orders.models import Order, OrderStatus
-from outbox.models import OutboxEvent, OutboxStatus
 from resilience.breaker import STATE_VALUE
-from resilience.policies import DEFAULT_POLICIES, breaker_for
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +93,9 @@ def _database_metrics() -> list[Metric]:
 
 def _outbox() -> list[Metric]:
     rows = GaugeMetricFamily("outbox_rows", "Outbox rows by status (PUBLISHED rows until purged).", labels=["status"])
-    counts = dict.fromkeys(OutboxStatus.values, 0)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT status, count(*) FROM {OutboxEvent._meta.db_table} GROUP BY status")
-        counts.update(dict(cursor.fetchall()))
-    for status, count in counts.items():
+    for status, count in outbox_status_counts().items():
         rows.add_metric([status], count)
-    oldest = (
-        OutboxEvent.objects.filter(status=OutboxStatus.PENDING).order_by("id").values_list("created_at", flat=True).first()
-    )
+    oldest = outbox_oldest_pending_at()
     age = GaugeMetricFamily(
         "outbox_oldest_pending_age_seconds", "Age of the oldest PENDING outbox row in seconds (0 when none)."
     )
@@ -108,15 +107,9 @@ def _dead_letters_unresolved() -> Metric:
     gauge = GaugeMetricFamily(
         "dead_letters_unresolved", "Stored dead letters not yet resolved, by original topic.", labels=["topic"]
     )
+    # Every consumed topic is exported, at zero when clean, so the first dead letter is an increase.
     counts = {spec.name: 0 for spec in TOPICS if not spec.name.endswith(DLQ_SUFFIX)}
-    unresolved = (
-        DeadLetter.objects.filter(resolved_at__isnull=True)
-        .values("original_topic")
-        .annotate(count=Count("id"))
-        .values_list("original_topic", "count")
-        .order_by()
-    )
-    counts.update(dict(unresolved))
+    counts.update(dead_letters_unresolved_by_topic())
     for topic, count in sorted(counts.items()):
         gauge.add_metric([topic], count)
     return gauge
@@ -124,24 +117,15 @@ def _dead_letters_unresolved() -> Metric:
 
 def _orders() -> list[Metric]:
     cutoff = timezone.now() - timedelta(seconds=settings.ORDER_RECONCILE_AFTER_SECONDS)
-    counts = dict.fromkeys([OrderStatus.PENDING, OrderStatus.PROCESSING], 0)
-    counts.update(
-        Order.objects.filter(status__in=list(counts), updated_at__lt=cutoff)
-        .order_by()
-        .values_list("status")
-        .annotate(count=Count("id"))
-        .values_list("status", "count")
-    )
-    flagged = Order.objects.filter(flagged_at__isnull=False).count()
     stuck = GaugeMetricFamily(
         "orders_stuck",
         "Orders PENDING or PROCESSING for longer than ORDER_RECONCILE_AFTER_SECONDS, by status.",
         labels=["status"],
     )
-    for status, count in counts.items():
+    for status, count in orders_stuck_counts(cutoff=cutoff).items():
         stuck.add_metric([status], count)
     gauge = GaugeMetricFamily("orders_flagged", "Orders reconciliation flagged for a human (until unflagged).")
-    gauge.add_metric([], flagged)
+    gauge.add_metric([], orders_flagged_count())
     return [stuck, gauge]
 
 
@@ -154,12 +138,9 @@ def _redis_metrics() -> list[Metric]:
         "Unix time of the breaker's last state change (0 when it never changed).",
         labels=["breaker"],
     )
-    for name, policy in DEFAULT_POLICIES.items():
-        if policy.breaker is None:
-            continue
-        current, changed_at = breaker_for(name).shared_status()
-        state.add_metric([name], STATE_VALUE[current])
-        changed.add_metric([name], changed_at or 0.0)
+    for breaker in breaker_statuses():
+        state.add_metric([breaker.name], STATE_VALUE[breaker.state])
+        changed.add_metric([breaker.name], breaker.changed_at or 0.0)
     jobs = GaugeMetricFamily(
         "periodic_job_last_success_timestamp_seconds",
         "Unix time of the last successful run of each Celery task (job = task name).",
@@ -181,15 +162,10 @@ def _kafka_metrics() -> list[Metric]:
         "The order consumer group's committed offset (0 when never committed); it stands still when the group makes no progress.",
         labels=["topic", "partition"],
     )
-    positions = consumer_group_positions(
-        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        group_id=settings.ORDERS_CONSUMER_GROUP,
-        topic=ORDERS_CREATED,
-        timeout_seconds=SCRAPE_READ_SECONDS,
-    )
-    for partition, position in sorted(positions.items()):
-        lag.add_metric([ORDERS_CREATED, str(partition)], position.lag)
-        committed.add_metric([ORDERS_CREATED, str(partition)], position.committed)
+    positions = consumer_positions(timeout_seconds=SCRAPE_READ_SECONDS)
+    for partition, position in positions.partitions.items():
+        lag.add_metric([positions.topic, str(partition)], position.lag)
+        committed.add_metric([positions.topic, str(partition)], position.committed)
     return [lag, committed]
 
 

@@ -1,6 +1,7 @@
 """The resilience overview: one snapshot of every mechanism's state, for a person on call.
 
-Each figure is read by one small function, each of its reads bounded to about
+Each figure is read by one small function over the reads of
+`ecommerce/platform_state.py` (the same reads `/metrics` exports), each bounded to about
 a second, and a figure whose source is down (PostgreSQL, Redis, Kafka) comes back as
 `Unavailable` instead of failing the page: the page is most needed exactly
 when something is down. Each figure carries the admin changelist URL that
@@ -25,12 +26,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from ecommerce.kafka.client import consumer_group_positions
-from ecommerce.kafka.topics import ORDERS_CREATED
-from orders.models import Order, OrderStatus
-from outbox.models import OutboxEvent, OutboxStatus
 from deadletters.models import DeadLetter
-from resilience.policies import DEFAULT_POLICIES, breaker_for
+from ecommerce.platform_state import (
+    breaker_statuses,
+    consumer_positions,
+    dead_letters_unresolved_by_topic,
+    job_last_successes,
+    orders_stuck_counts,
+    outbox_oldest_pending_at,
+    outbox_status_counts,
+)
+from orders.models import Order
+from outbox.models import OutboxEvent, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +45,11 @@ T = TypeVar("T")
 
 # What "about a second" means for one figure: a dead dependency costs the page
 # this long, not a request timeout. Redis reads are bounded tighter by the
-# breaker store's own socket timeout (REDIS_SOCKET_TIMEOUT_SECONDS).
+# breaker store's and the job record's own socket timeout (REDIS_SOCKET_TIMEOUT_SECONDS).
 READ_TIMEOUT_SECONDS = 1.0
 # Until the reconciliation setting exists everywhere: its documented default.
 DEFAULT_RECONCILE_AFTER_SECONDS = 120
-# A job whose last run is older than this many intervals has missed at least
+# A job whose last success is older than this many intervals has missed at least
 # two runs in a row: one late run is jitter, two is a stopped beat or worker.
 STALE_AFTER_INTERVALS = 3
 ACTIVITY_MINUTES = 60
@@ -136,7 +143,7 @@ class PeriodicJob:
     task: str  # the Celery task name, as the job metrics label it
     enabled: bool
     every_seconds: int | None  # None: a crontab or other non-interval schedule
-    last_run_at: datetime | None
+    last_success_at: datetime | None  # None: no success recorded
     stale: bool
     url: str
 
@@ -194,16 +201,15 @@ def _bounded_queries() -> Iterator[None]:
 def outbox_backlog() -> OutboxBacklog:
     """Count PENDING outbox rows and find the oldest one's creation time."""
     with _bounded_queries():
-        pending = OutboxEvent.objects.filter(status=OutboxStatus.PENDING)
-        count = pending.count()
-        oldest = pending.order_by("id").values_list("created_at", flat=True).first()
+        count = outbox_status_counts()[OutboxStatus.PENDING]
+        oldest = outbox_oldest_pending_at()
     return OutboxBacklog(pending=count, oldest_pending_at=oldest, url=_changelist(OutboxEvent, status__exact="PENDING"))
 
 
 def outbox_failed() -> OutboxFailed:
     """Count FAILED outbox rows: given up on, waiting for a requeue."""
     with _bounded_queries():
-        count = OutboxEvent.objects.filter(status=OutboxStatus.FAILED).count()
+        count = outbox_status_counts()[OutboxStatus.FAILED]
     return OutboxFailed(failed=count, url=_changelist(OutboxEvent, status__exact="FAILED"))
 
 
@@ -214,40 +220,27 @@ def _breaker_explained_by(name: str) -> str:
     return _changelist(Order, payment_status__exact="FAILED")
 
 
-def breaker_states() -> list[BreakerState]:
-    """Read every breaker's shared state document from Redis.
+def _from_unix(moment: float | None) -> datetime | None:
+    return datetime.fromtimestamp(moment, tz=dt_timezone.utc) if moment else None
 
-    Read from the shared store itself, not through `CircuitBreaker.state()`,
-    which falls back to this process's own state when Redis is down: the
-    page would then show CLOSED for a breaker that is open everywhere else.
-    """
-    states = []
-    for name, policy in DEFAULT_POLICIES.items():
-        if policy.breaker is None:
-            continue
-        document = breaker_for(name).store.read(name)
-        changed_at = document.get("changed_at")
-        states.append(
-            BreakerState(
-                name=name,
-                state=document["state"],
-                changed_at=datetime.fromtimestamp(changed_at, tz=dt_timezone.utc) if changed_at else None,
-                url=_breaker_explained_by(name),
-            )
+
+def breaker_states() -> list[BreakerState]:
+    """Read every breaker's shared state, and since when, from Redis."""
+    return [
+        BreakerState(
+            name=breaker.name,
+            state=breaker.state.value,
+            changed_at=_from_unix(breaker.changed_at),
+            url=_breaker_explained_by(breaker.name),
         )
-    return states
+        for breaker in breaker_statuses()
+    ]
 
 
 def dead_letters_unresolved() -> DeadLettersUnresolved:
     """Count unresolved dead letters by original topic."""
     with _bounded_queries():
-        rows = (
-            DeadLetter.objects.filter(resolved_at__isnull=True)
-            .values_list("original_topic")
-            .annotate(count=Count("id"))
-            .order_by("original_topic")
-        )
-        counts = list(rows)
+        counts = dead_letters_unresolved_by_topic()
     return DeadLettersUnresolved(
         topics=[
             DeadLetterTopic(
@@ -255,7 +248,7 @@ def dead_letters_unresolved() -> DeadLettersUnresolved:
                 unresolved=count,
                 url=_changelist(DeadLetter, original_topic__exact=topic, resolved_at__isempty="1"),
             )
-            for topic, count in counts
+            for topic, count in counts.items()
         ],
         url=_changelist(DeadLetter, resolved_at__isempty="1"),
     )
@@ -263,17 +256,11 @@ def dead_letters_unresolved() -> DeadLettersUnresolved:
 
 def consumer_lag() -> ConsumerLag:
     """Read the order consumer group's lag on each partition of `orders.created` from the broker."""
-    group = settings.ORDERS_CONSUMER_GROUP
-    positions = consumer_group_positions(
-        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        group_id=group,
-        topic=ORDERS_CREATED,
-        timeout_seconds=READ_TIMEOUT_SECONDS,
-    )
+    positions = consumer_positions(timeout_seconds=READ_TIMEOUT_SECONDS)
     return ConsumerLag(
-        group=group,
-        topic=ORDERS_CREATED,
-        partitions=[PartitionLag(partition, positions[partition].lag) for partition in sorted(positions)],
+        group=positions.group,
+        topic=positions.topic,
+        partitions=[PartitionLag(partition, position.lag) for partition, position in positions.partitions.items()],
         # What lag means for a customer: orders still waiting for the consumer.
         url=_changelist(Order, status__exact="PENDING"),
     )
@@ -283,41 +270,38 @@ def orders_stuck(*, now: datetime) -> StuckOrders:
     """Count orders left PENDING or PROCESSING for longer than the reconciliation threshold."""
     threshold = int(getattr(settings, "ORDER_RECONCILE_AFTER_SECONDS", DEFAULT_RECONCILE_AFTER_SECONDS))
     cutoff = (now - timedelta(seconds=threshold)).replace(microsecond=0)
-    statuses = [OrderStatus.PENDING, OrderStatus.PROCESSING]
     with _bounded_queries():
-        counts = dict(
-            Order.objects.filter(status__in=statuses, updated_at__lt=cutoff)
-            .values_list("status")
-            .annotate(count=Count("id"))
-            .order_by()
-        )
+        counts = orders_stuck_counts(cutoff=cutoff)
     return StuckOrders(
         threshold_seconds=threshold,
         cutoff=cutoff,
         statuses=[
             StuckStatus(
                 status=status,
-                count=counts.get(status, 0),
+                count=count,
                 url=_changelist(Order, status__exact=status, updated_at__lt=_query_value(cutoff)),
             )
-            for status in statuses
+            for status, count in counts.items()
         ],
     )
 
 
 def periodic_jobs(*, now: datetime) -> list[PeriodicJob]:
-    """List each periodic job with its last run.
+    """List each installed periodic job with its last success.
 
-    `last_run_at` is when beat last sent the task, not when a worker finished
-    it: a job whose worker is down still looks on time here.
+    The last success is the record a worker keeps when the task succeeds (the
+    one `/metrics` exports), not beat's `last_run_at`, which is when beat sent
+    the task: a job whose worker is down or whose task fails looks late here.
     """
     with _bounded_queries():
         tasks = list(PeriodicTask.objects.select_related("interval").order_by("name"))
+    successes = job_last_successes()
     jobs = []
     for task in tasks:
         every = int(task.interval.schedule.run_every.total_seconds()) if task.interval else None
+        last_success_at = _from_unix(successes.get(task.task))
         stale = task.enabled and every is not None and (
-            task.last_run_at is None or now - task.last_run_at > timedelta(seconds=STALE_AFTER_INTERVALS * every)
+            last_success_at is None or now - last_success_at > timedelta(seconds=STALE_AFTER_INTERVALS * every)
         )
         jobs.append(
             PeriodicJob(
@@ -325,7 +309,7 @@ def periodic_jobs(*, now: datetime) -> list[PeriodicJob]:
                 task=task.task,
                 enabled=task.enabled,
                 every_seconds=every,
-                last_run_at=task.last_run_at,
+                last_success_at=last_success_at,
                 stale=stale,
                 url=_changelist(PeriodicTask, task__exact=task.task),
             )

@@ -1,15 +1,24 @@
 import uuid
-from typing import Any
 
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from checkout.cart_cache import cart_cache_reset_for_tests
+from tests.api import login
 from tests.factories import ProductFactory, UserFactory
 from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 
-API = "/api/v1"
+
+# Fixtures that start or talk to a broker: a test using one is a `kafka` test
+# whether or not it says so, so `-m "not kafka"` never selects it.
+BROKER_FIXTURES = {"broker", "consumers"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
 
 
 @pytest.fixture(autouse=True)
@@ -60,12 +69,6 @@ def api_client() -> APIClient:
     return APIClient()
 
 
-def login(client: APIClient, username: str, password: str) -> str:
-    response = client.post(f"{API}/auth/login", {"username": username, "password": password}, format="json")
-    assert response.status_code == 200, response.content
-    return response.json()["accessToken"]
-
-
 @pytest.fixture
 def manager_client(db) -> APIClient:
     user = UserFactory(manager=True)
@@ -81,39 +84,6 @@ def customer_client(db) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {login(client, user.username, 'password123')}")
     return client
-
-
-def customer_info(**overrides: Any) -> dict[str, Any]:
-    info = {
-        "name": "Ada Lovelace",
-        "email": "ada@example.com",
-        "phone": "+15551234567",
-        "shippingAddress": {
-            "street": "1 Analytical Way",
-            "city": "London",
-            "state": "LDN",
-            "postalCode": "N1 1AA",
-            "country": "GB",
-        },
-    }
-    info.update(overrides)
-    return info
-
-
-def add_to_cart(client: APIClient, session_id: str, product_id: Any, quantity: int = 1):
-    return client.post(
-        f"{API}/carts/{session_id}/items", {"productId": str(product_id), "quantity": quantity}, format="json"
-    )
-
-
-def checkout(client: APIClient, session_id: str, key: str | None = None, **info_overrides: Any):
-    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
-    return client.post(
-        f"{API}/checkout",
-        {"sessionId": session_id, "customerInfo": customer_info(**info_overrides)},
-        format="json",
-        **headers,
-    )
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ before pytest-django reads the settings:
 * otherwise, where a Docker engine answers, testcontainers starts it;
 * otherwise the local default (127.0.0.1) is used (`scripts/services.sh up`).
 
-Every service is then checked once; an unreachable one stops the run with a
-hint instead of failing hundreds of tests (or, worse, skipping them).
+Every service the selected tests need is then checked once; an unreachable
+one stops the run with a hint instead of failing hundreds of tests (or, worse,
+skipping them). Tests marked `kafka` need the broker, `unit` ones nothing.
 """
 import os
 import socket
@@ -71,17 +72,26 @@ HINT = (
 )
 
 
-def pytest_sessionstart(session) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session) -> None:
+    """Check the services the selected tests need: none for `unit` ones, Kafka only for `kafka` ones.
+
+    After collection, so `-m unit` runs with no service at all and
+    `-m "not kafka"` without a broker.
+    """
     from django.conf import settings
 
-    database = settings.DATABASES["default"]
-    redis_url = urlparse(settings.REDIS_URL)
-    checks = {
-        "PostgreSQL": (database.get("HOST") or "127.0.0.1", int(database.get("PORT") or 5432)),
-        "Redis": (redis_url.hostname or "127.0.0.1", redis_url.port or 6379),
-    }
-    host, _, port = settings.KAFKA_BOOTSTRAP_SERVERS[0].rpartition(":")
-    checks["Kafka"] = (host, int(port))
+    if session.config.option.collectonly:
+        return
+    checks = {}
+    if any(item.get_closest_marker("unit") is None for item in session.items):
+        database = settings.DATABASES["default"]
+        redis_url = urlparse(settings.REDIS_URL)
+        checks["PostgreSQL"] = (database.get("HOST") or "127.0.0.1", int(database.get("PORT") or 5432))
+        checks["Redis"] = (redis_url.hostname or "127.0.0.1", redis_url.port or 6379)
+    if any(item.get_closest_marker("kafka") is not None for item in session.items):
+        host, _, port = settings.KAFKA_BOOTSTRAP_SERVERS[0].rpartition(":")
+        checks["Kafka"] = (host, int(port))
     down = [f"{name} at {host}:{port}" for name, (host, port) in checks.items() if not _reachable(host, port)]
     if down:
         pytest.exit(f"Not reachable: {', '.join(down)}. {HINT}", returncode=3)

@@ -8,8 +8,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from checkout.models import Cart, CartItem
-from tests.api import assert_problem
-from tests.conftest import API, add_to_cart
+from tests.api import API, add_to_cart, assert_problem
 from tests.factories import ProductFactory
 
 # Transactional on purpose: every cart write drops the cached copy in

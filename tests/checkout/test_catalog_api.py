@@ -4,8 +4,7 @@ import uuid
 import pytest
 
 from catalog.models import Category, Product
-from tests.api import PROBLEM
-from tests.conftest import API
+from tests.api import API, PROBLEM
 from tests.factories import CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from catalog.models import Product
 from checkout.models import Cart, CartItem
 from orders.models import Order
 from outbox.models import OutboxEvent
-from tests.conftest import checkout
+from tests.api import checkout
 from tests.factories import ProductFactory
 
 CUSTOMERS = 200

@@ -9,7 +9,7 @@ from catalog.models import Product
 from checkout.models import Cart, CartItem
 from orders.models import Order, OrderItem
 from outbox.models import OutboxEvent, OutboxStatus
-from tests.conftest import API, add_to_cart, checkout
+from tests.api import API, add_to_cart, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from checkout.models import IdempotencyRecord
 from checkout.tasks import idempotency_cleanup
 from orders.models import Order
 from outbox.models import OutboxEvent
-from tests.conftest import add_to_cart, checkout, customer_info
+from tests.api import add_to_cart, checkout, customer_info
 from tests.factories import ProductFactory
 
 

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from checkout.cart_cache import cart_cache_reset_for_tests
 from orders.models import Order
-from tests.conftest import API, add_to_cart, checkout
+from tests.api import API, add_to_cart, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db

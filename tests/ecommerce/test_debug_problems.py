@@ -6,8 +6,7 @@ the `settings` fixture turning it on is the run command's situation.
 import pytest
 
 from catalog.models import Category
-from tests.api import assert_problem
-from tests.conftest import API
+from tests.api import API, assert_problem
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,7 @@ from checkout.models import Cart
 from ecommerce.correlation import CorrelationIdLogFilter
 from orders.models import Order
 from outbox.models import OutboxEvent
-from tests.api import PROBLEM, assert_problem
-from tests.conftest import API, add_to_cart, customer_info
+from tests.api import API, PROBLEM, add_to_cart, assert_problem, customer_info
 
 pytestmark = pytest.mark.django_db
 
@@ -321,6 +320,7 @@ class TestDatabaseOutage:
         # then
         assert_problem(response, 503)
 
+    @pytest.mark.kafka  # readiness asks every dependency, the broker too
     def test_readiness_names_the_database(self, api_client, database_down):
         # when
         response = api_client.get("/health/ready")
@@ -355,6 +355,7 @@ class TestHealth:
         assert response.status_code == 200
         assert response.json() == {"status": "UP"}
 
+    @pytest.mark.kafka
     def test_ready_checks_every_dependency(self, api_client):
         # when
         response = api_client.get("/health/ready")
@@ -366,6 +367,7 @@ class TestHealth:
             "components": {"database": {"status": "UP"}, "redis": {"status": "UP"}, "kafka": {"status": "UP"}},
         }
 
+    @pytest.mark.kafka  # only Redis may be named: the broker must be up
     def test_ready_is_503_naming_redis_when_it_is_down(self, api_client, settings):
         # given
         settings.REDIS_URL = f"redis://127.0.0.1:{closed_port()}/15"

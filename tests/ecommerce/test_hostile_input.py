@@ -13,8 +13,7 @@ from checkout.models import IdempotencyRecord
 from ecommerce.errors import InvalidRequest
 from orders.models import Order
 from outbox.models import OutboxEvent
-from tests.api import assert_problem
-from tests.conftest import API, add_to_cart, customer_info
+from tests.api import API, add_to_cart, assert_problem, customer_info
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,7 @@ from django.conf import settings
 
 from ecommerce.throttles import CheckoutClientThrottle, LoginClientThrottle, LoginUsernameThrottle
 from orders.models import Order
-from tests.api import assert_problem
-from tests.conftest import API, add_to_cart, checkout
+from tests.api import API, add_to_cart, assert_problem, checkout
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

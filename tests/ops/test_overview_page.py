@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -29,7 +28,7 @@ from outbox.models import OutboxStatus
 from resilience.breaker import State
 from resilience.policies import breaker_for
 from tests.factories import UserFactory
-from tests.ops.states import dead_letter, order_aged, outbox_row
+from tests.ops.states import dead_letter, jobs_succeeded, order_aged, outbox_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,6 +113,7 @@ def screenshot(browser: WebDriver, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
+@pytest.mark.kafka  # every figure shows, consumer lag (read from the broker) too
 def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_them(
     browser, live_server, settings, tmp_path
 ):
@@ -130,7 +130,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     stuck = order_aged(OrderStatus.PENDING, age=timedelta(minutes=10))
     fresh = order_aged(OrderStatus.PENDING, age=timedelta(seconds=5))
     call_command("setup_schedules", stdout=io.StringIO())
-    PeriodicTask.objects.filter(task="outbox.relay").update(last_run_at=timezone.now())
+    jobs_succeeded({"outbox.relay": timezone.now()})
 
     # When: they log in through the admin form and open the overview from the index.
     admin_login(browser, live_server.url, staff.username, "password123")
@@ -158,7 +158,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     lag_rows = browser.find_elements(By.CSS_SELECTOR, "#consumer-lag tr.partition-lag")
     assert [row.get_attribute("data-partition") for row in lag_rows] == ["0", "1", "2"]
     assert text(browser, '#periodic-jobs tr[data-task="outbox.relay"] .badge') == "on time"
-    assert text(browser, '#periodic-jobs tr[data-task="outbox.vacuum"] .badge') == "late"  # never sent
+    assert text(browser, '#periodic-jobs tr[data-task="outbox.vacuum"] .badge') == "late"  # never succeeded
     totals = {
         line.get_attribute("data-series"): line.find_element(By.CSS_SELECTOR, ".series-total").text
         for line in browser.find_elements(By.CSS_SELECTOR, "#activity .spark")

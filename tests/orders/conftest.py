@@ -7,7 +7,7 @@ from ecommerce.kafka.client import IncomingMessage
 from orders.payment_faults import payment_faults_cache_clear, payment_faults_reset
 from orders.payments import mock_gateway_connections_close
 from outbox.models import OutboxEvent
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 
 

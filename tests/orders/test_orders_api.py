@@ -9,8 +9,7 @@ from django.utils import timezone
 
 from orders.models import Order, OrderStatus, PaymentStatus
 from orders.services import CustomerInfo, OrderLine, ShippingAddress, order_create
-from tests.api import assert_problem
-from tests.conftest import API, add_to_cart, checkout
+from tests.api import API, add_to_cart, assert_problem, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.utils.html import escape
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.services import outbox_event_create
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db

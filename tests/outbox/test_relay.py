@@ -15,7 +15,7 @@ from outbox.relay import outbox_batch_publish, outbox_drain
 from outbox.services import outbox_failed_requeue, outbox_published_purge
 from resilience.breaker import State
 from resilience.policies import breaker_for
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.support import free_port, header, outbox_test_event, read_topic
 
@@ -35,6 +35,7 @@ def event(aggregate_id: str, sequence: int, topic: str = ORDERS_CREATED) -> Outb
     return outbox_test_event(aggregate_id, sequence, topic)
 
 
+@pytest.mark.kafka
 class TestPublishing:
     def test_checkout_event_is_published_once_with_spec_schema_key_and_headers(self, api_client, session_id):
         product = ProductFactory(inventory_quantity=5)
@@ -86,6 +87,7 @@ class TestPublishing:
         assert OutboxEvent.objects.get(id=second.id).attempts == 0  # held back, not attempted
 
 
+@pytest.mark.kafka
 class TestFailures:
     def test_permanent_failure_fails_at_once_holds_back_the_order_and_requeue_publishes_it(self, settings):
         aggregate = str(uuid.uuid4())

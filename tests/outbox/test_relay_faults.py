@@ -17,7 +17,7 @@ from outbox.services import outbox_event_create
 from outbox.tasks import relay
 from resilience.breaker import State
 from resilience.policies import breaker_for
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.support import CeleryWorker, header, nudge_high_watermarks, read_topic, wait_for
 
@@ -39,6 +39,10 @@ def duplicates(records, rows: list[OutboxEvent]) -> int:
     ours = {str(row.event_id) for row in rows}
     copies = [header(record, "event_id") for record in records if header(record, "event_id") in ours]
     return len(copies) - len(set(copies))
+
+
+# Every test here publishes through a real broker (its own or the suite's).
+pytestmark = pytest.mark.kafka
 
 
 @pytest.mark.django_db

@@ -20,7 +20,7 @@ from checkout.tasks import cart_cleanup
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.tasks import purge_published
 from outbox.trigger import FLAG_KEY, outbox_relay_flag_clear, outbox_relay_wake, outbox_trigger_reset
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.support import free_port, outbox_test_event
 
