@@ -11,7 +11,7 @@ import os
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -20,6 +20,10 @@ from resilience.breaker import STATE_VALUE, State
 from resilience.policies import DEFAULT_POLICIES, breaker_for
 
 logger = logging.getLogger(__name__)
+
+# A shed request never reaches django-prometheus' after-middleware, so its
+# responses-by-status counter does not see it: this one does (ecommerce/shedding.py).
+HTTP_REQUESTS_SHED = Counter("http_requests_shed", "API requests refused with 503 by load shedding.")
 
 
 class PlatformStateCollector:

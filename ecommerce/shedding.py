@@ -1,0 +1,97 @@
+"""Load shedding: a saturated web tier refuses API requests at once with 503 and `Retry-After`.
+
+Without it, an offer above capacity queues: gunicorn's threaded workers
+accept no more connections than they have threads (gunicorn.conf.py), so the
+excess waits in the kernel's listen backlog, every request's wait grows with
+the backlog, clients time out, and the server keeps working for clients that
+have already given up: goodput falls far below capacity (issue 10 measured
+17.7/s offered 100/s, against 32/s sustained).
+
+The mechanism is a per-process limit on API requests in flight, below the
+thread count. Alternatives considered:
+
+* a queue-time budget (refuse a request that waited longer than N ms before
+  a thread took it) needs the time the connection arrived. With gthread that
+  wait happens in the kernel backlog, which no application code can see or
+  time; gunicorn stamps nothing at accept, and letting a worker accept more
+  connections than threads (so the wait moves into its thread pool's queue)
+  brings back the slow-client starvation gunicorn.conf.py closes. Behind
+  nginx an `X-Request-Start` stamp would work; the run command has no proxy.
+* more processes or threads do not add capacity on a CPU-bound tier: they
+  only lengthen the queue inside it.
+
+With at most `WEB_SHED_MAX_IN_FLIGHT` API requests working per process, the
+remaining threads stay free to refuse the excess in a millisecond or two, to
+answer the health probes and /metrics (never shed: they sit outside `/api/`,
+and an orchestrator or Prometheus that gets 503 while the platform works
+would restart or page for nothing), and the backlog drains as fast as
+requests arrive. The API requests admitted run with the CPU to themselves,
+so goodput stays at capacity. The limit is a count, not a rate: it needs no
+tuning to the machine's speed, only to roughly how many requests keep the
+CPU and database busy (a few per process; see .env.example).
+
+A refused checkout is safe to retry: the client sends the same
+`Idempotency-Key`, and no work was done for it. `Retry-After` tells it when.
+"""
+import logging
+import threading
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.http.request import UnreadablePostError
+
+from ecommerce.metrics import HTTP_REQUESTS_SHED
+from ecommerce.problems import API_PREFIX, problem_response
+
+logger = logging.getLogger(__name__)
+
+
+class LoadSheddingMiddleware:
+    """Refuse API requests beyond the per-process in-flight limit with a fast 503 problem."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        # One per process (gunicorn builds the middleware chain once per worker),
+        # shared by its threads.
+        self.slots = threading.BoundedSemaphore(settings.WEB_SHED_MAX_IN_FLIGHT)
+        self.wait_seconds = settings.WEB_SHED_WAIT_SECONDS
+        self.retry_after = str(settings.WEB_SHED_RETRY_AFTER_SECONDS)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        if self.wait_seconds > 0:
+            admitted = self.slots.acquire(timeout=self.wait_seconds)
+        else:
+            admitted = self.slots.acquire(blocking=False)
+        if not admitted:
+            return self._refuse(request)
+        try:
+            return self.get_response(request)
+        finally:
+            self.slots.release()
+
+    def _refuse(self, request: HttpRequest) -> HttpResponse:
+        HTTP_REQUESTS_SHED.inc()
+        _drain(request)
+        response = problem_response(
+            status_code=503,
+            detail="The server is at capacity; retry after the time in Retry-After (a checkout with the same Idempotency-Key).",
+            problem_type="overloaded",
+        )
+        response["Retry-After"] = self.retry_after
+        return response
+
+
+def _drain(request: HttpRequest) -> None:
+    """Read the (small) body the client already sent.
+
+    Closing a socket with unread bytes in its receive buffer makes the kernel
+    reset the connection, and the client may see the reset instead of the 503.
+    """
+    try:
+        request.body  # noqa: B018 (read for its side effect)
+    except (RequestDataTooBig, UnreadablePostError, OSError):
+        pass  # the response still goes out; a client that cannot send its body gets what it gets
