@@ -33,7 +33,6 @@ CPU and database busy (a few per process; see .env.example).
 A refused checkout is safe to retry: the client sends the same
 `Idempotency-Key`, and no work was done for it. `Retry-After` tells it when.
 """
-import logging
 import threading
 from collections.abc import Callable
 
@@ -41,37 +40,49 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.http.request import UnreadablePostError
+from django.urls import reverse
 
 from ecommerce.metrics import HTTP_REQUESTS_SHED
 from ecommerce.problems import API_PREFIX, problem_response
 
-logger = logging.getLogger(__name__)
 
 
 class LoadSheddingMiddleware:
-    """Refuse API requests beyond the per-process in-flight limit with a fast 503 problem."""
+    """Refuse API requests beyond the per-process in-flight limit with a fast 503 problem.
+
+    `POST /checkout` may take every slot; other API requests (a cart add,
+    a catalog read) leave the last one free for it. Under overload a
+    customer whose cart is built gets to finish, rather than the slot going
+    to the next customer's first step: a checkout refused after its cart add
+    was served wastes that cart add's work.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        # One per process (gunicorn builds the middleware chain once per worker),
-        # shared by its threads.
-        self.slots = threading.BoundedSemaphore(settings.WEB_SHED_MAX_IN_FLIGHT)
-        self.wait_seconds = settings.WEB_SHED_WAIT_SECONDS
+        # One per process (gunicorn builds the middleware chain once per
+        # worker), shared by its threads.
+        self.limit = settings.WEB_SHED_MAX_IN_FLIGHT
+        self.in_flight = 0
+        self.lock = threading.Lock()
         self.retry_after = str(settings.WEB_SHED_RETRY_AFTER_SECONDS)
+        self.checkout_path = reverse("checkout")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
-        if self.wait_seconds > 0:
-            admitted = self.slots.acquire(timeout=self.wait_seconds)
-        else:
-            admitted = self.slots.acquire(blocking=False)
+        finishes = request.method == "POST" and request.path == self.checkout_path
+        limit = self.limit if finishes else self.limit - 1
+        with self.lock:
+            admitted = self.in_flight < limit
+            if admitted:
+                self.in_flight += 1
         if not admitted:
             return self._refuse(request)
         try:
             return self.get_response(request)
         finally:
-            self.slots.release()
+            with self.lock:
+                self.in_flight -= 1
 
     def _refuse(self, request: HttpRequest) -> HttpResponse:
         HTTP_REQUESTS_SHED.inc()

@@ -112,11 +112,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", defa
 # A client that sends nothing of its body for this long loses the request (408).
 REQUEST_READ_TIMEOUT_SECONDS = env.float("REQUEST_READ_TIMEOUT_SECONDS", default=10.0)
 # Load shedding (ecommerce/shedding.py): API requests working at once per web
-# process (below gunicorn's threads, which stay free to refuse the excess and
-# answer health checks); how long one may wait for a slot; the Retry-After of
-# the 503 beyond it.
-WEB_SHED_MAX_IN_FLIGHT = env.int("WEB_SHED_MAX_IN_FLIGHT", default=4)
-WEB_SHED_WAIT_SECONDS = env.float("WEB_SHED_WAIT_SECONDS", default=0.0)
+# process (at least 2, below gunicorn's threads, which stay free to refuse the
+# excess and answer health checks), and the Retry-After of the 503 beyond it.
+WEB_SHED_MAX_IN_FLIGHT = max(env.int("WEB_SHED_MAX_IN_FLIGHT", default=4), 2)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
 
 STATIC_URL = "static/"
