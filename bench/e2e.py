@@ -198,7 +198,10 @@ def bench_rate(platform: Platform, products: list[dict], *, rate: float, argumen
 
 def summarize(rate: float, results: list[CheckoutResult], orders: dict[str, dict], commit_to_publish) -> dict:
     ok = [result for result in results if result.error is None]
-    errors = Counter(result.error.value for result in results if result.error is not None)
+    # Client errors by status: a 404 or 409 says what the bench did wrong.
+    errors = Counter(
+        str(result.status) if result.error is ErrorKind.CLIENT else result.error.value for result in results if result.error
+    )
     shed = [result.checkout_seconds for result in results if result.error is ErrorKind.SHED]
     created = sorted(parse_time(order["createdAt"]) for order in orders.values())
     paid = [order for order in orders.values() if order["status"] in PAID]
@@ -223,6 +226,8 @@ def summarize(rate: float, results: list[CheckoutResult], orders: dict[str, dict
         "shed_p50": percentile(shed, 0.50),
         "shed_p99": percentile(shed, 0.99),
         "shed_max": max(shed, default=math.nan),
+        # Refused at the checkout itself, after its cart add was served: work the platform did for nothing.
+        "shed_at_checkout": sum(1 for r in results if r.error is ErrorKind.SHED and r.sent_at > r.started_at),
         "shed_without_retry_after": sum(1 for r in results if r.error is ErrorKind.SHED and not r.retry_after),
         "generator_lag_p99": percentile([r.started_at - r.planned_at for r in results], 0.99),
         "orders_found": len(orders),
