@@ -13,13 +13,17 @@ blocks become savepoints: the statement count includes those SAVEPOINT and
 RELEASE statements, as the pinned test in tests/checkout does.
 
 Printed: statements per checkout (from CaptureQueriesContext, which records
-with DEBUG on or off) and the CPU time of this process per checkout
+with DEBUG on or off), the CPU time of this process per checkout
 (`time.process_time`: the web side's Python, not PostgreSQL's), median and
-mean over the run after a warm-up. DEBUG on (the run command's settings)
+mean over the run after a warm-up, and the Python function calls of one
+checkout request (cProfile), which unlike CPU time does not move with the
+machine's other load. DEBUG on (the run command's settings)
 also records every statement in `connection.queries`, which costs CPU.
 """
 import argparse
+import cProfile
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -53,8 +57,11 @@ class Rollback(Exception):
     """Raised to roll a checkout back after it is measured."""
 
 
-def one_checkout(client: Client, product_id: str) -> tuple[int, float, float]:
-    """Add to a fresh cart and check out; return (statements, CPU seconds, wall seconds) of the checkout request."""
+def one_checkout(client: Client, product_id: str, calls: cProfile.Profile | None = None) -> tuple[int, float, float]:
+    """Add to a fresh cart and check out; return (statements, CPU seconds, wall seconds) of the checkout request.
+
+    With `calls`, that profiler records the checkout request's function calls.
+    """
     cart = f"profile-{uuid.uuid4().hex}"
     try:
         with transaction.atomic():
@@ -62,12 +69,16 @@ def one_checkout(client: Client, product_id: str) -> tuple[int, float, float]:
             assert added.status_code == 200, added.content
             with CaptureQueriesContext(connection) as queries:
                 cpu, wall = time.process_time(), time.perf_counter()
+                if calls is not None:
+                    calls.enable()
                 answer = client.post(
                     "/api/v1/checkout",
                     {"sessionId": cart, "customerInfo": CUSTOMER},
                     content_type="application/json",
                     headers={"Idempotency-Key": f"profile-{cart}"},
                 )
+                if calls is not None:
+                    calls.disable()
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             assert answer.status_code == 201, answer.content
             raise Rollback
@@ -108,13 +119,21 @@ def main() -> None:
         arguments.profile.write_text(profiler.output_html())
         print(profiler.output_text(unicode=True, color=False))
 
+    # CPU time on a shared machine (a VM whose other tenants come and go) moves
+    # by a fifth between runs; the number of Python calls a checkout makes does
+    # not, so it is the figure that compares two versions of the code.
+    calls = cProfile.Profile()
+    for _ in range(50):
+        one_checkout(client, str(product.id), calls)
+    calls_per_checkout = pstats.Stats(calls).total_calls / 50
+
     counts = sorted({count for count, _, _ in samples})
     cpu = [seconds * 1000 for _, seconds, _ in samples]
     wall = [seconds * 1000 for _, _, seconds in samples]
     print(
         f"settings {settings.SETTINGS_MODULE} DEBUG={settings.DEBUG}; {len(samples)} checkouts: "
         f"statements per checkout {counts}; CPU ms median {statistics.median(cpu):.2f} mean {statistics.mean(cpu):.2f}; "
-        f"wall ms median {statistics.median(wall):.2f}"
+        f"wall ms median {statistics.median(wall):.2f}; Python calls per checkout {calls_per_checkout:,.0f}"
     )
 
 
