@@ -11,7 +11,8 @@ itself: order timestamps through the manager API, the relay's
 `outbox_commit_to_publish_seconds` histogram from /metrics. Printed per rate:
 checkout p50/p99, goodput, errors by kind, checkout→PAID p50/p99 (order
 created_at → updated_at when PAID, one clock), commit→publish p50/p99, and
-the order-management rate next to the checkout rate; written as JSON and as
+the order-management rate next to the checkout rate, the 503s' latency and
+Retry-After, orders lost or unacknowledged; written as JSON and as
 a PNG plot of latency and throughput against the offered rate.
 
 The provider's latency is set at run time through `manage.py payment_faults

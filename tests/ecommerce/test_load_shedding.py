@@ -8,8 +8,6 @@ must be refused at once with 503 problem+json and Retry-After; health and
 /metrics still answer; once the locks go, the admitted checkouts succeed and
 a refused one retried with its Idempotency-Key goes through, exactly once.
 """
-import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +23,8 @@ from checkout.models import Cart, CartItem
 from orders.models import Order
 from tests.conftest import customer_info
 from tests.factories import ProductFactory
-from tests.servers import database_url, free_port, server_process
+from tests.servers import database_url
+from tests.servers import gunicorn_server as gunicorn_server_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,22 +38,9 @@ FAST_SECONDS = 1.0
 @pytest.fixture
 def gunicorn_server() -> Iterator[str]:
     """gunicorn started with gunicorn.conf.py, one process, an in-flight limit of two."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
-        "DATABASE_URL": database_url(),
-        "WEB_CONCURRENCY": "1",
-        "WEB_SHED_MAX_IN_FLIGHT": str(LIMIT),
-        "WEB_SHED_RETRY_AFTER_SECONDS": "2",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [
-        sys.executable, "-m", "gunicorn", "ecommerce.wsgi:application", "--config", "gunicorn.conf.py",
-        "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with server_process(command, env=env, ready_url=f"{base}/health/live"):
+    with gunicorn_server_process(
+        WEB_CONCURRENCY="1", WEB_SHED_MAX_IN_FLIGHT=str(LIMIT), WEB_SHED_RETRY_AFTER_SECONDS="2"
+    ) as base:
         yield base
 
 
