@@ -254,7 +254,7 @@ def table(rows: list[dict], latency: float | None) -> str:
         f"{'offered/s':>9} {'ok/sent':>11} {'goodput/s':>9} {'×offer':>6} {'errors':>20} "
         f"{'checkout p50/p99 ms':>20} {'→PAID p50/p99 ms':>18} {'→PAID p99 ×prov':>15} "
         f"{'commit→pub p50/p99 ms':>21} {'checkout/s':>10} {'paid/s':>7} {'×checkout':>9} {'unsettled':>9} "
-        f"{'503 p50/p99/max ms':>18} {'503 no R-A':>10} {'lost/extra':>10}"
+        f"{'503 p50/p99/max ms':>18} {'503 no R-A':>10} {'lost/unack':>10}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
