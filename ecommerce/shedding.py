@@ -43,7 +43,7 @@ from django.http.request import UnreadablePostError
 from django.urls import reverse
 
 from ecommerce.metrics import HTTP_REQUESTS_SHED
-from ecommerce.problems import API_PREFIX, problem_response
+from ecommerce.problems import API_PREFIX, BODY_NOT_RECEIVED, problem_response
 
 
 
@@ -70,6 +70,10 @@ class LoadSheddingMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
+        # A slot is for work, not for waiting on a slow client's upload: the
+        # body is received first (bounded by the read timeout and size limit).
+        if (unreceived := _receive(request)) is not None:
+            return unreceived
         finishes = request.method == "POST" and request.path == self.checkout_path
         limit = self.limit if finishes else self.limit - 1
         with self.lock:
@@ -86,7 +90,6 @@ class LoadSheddingMiddleware:
 
     def _refuse(self, request: HttpRequest) -> HttpResponse:
         HTTP_REQUESTS_SHED.inc()
-        _drain(request)
         response = problem_response(
             status_code=503,
             detail="The server is at capacity; retry after the time in Retry-After (a checkout with the same Idempotency-Key).",
@@ -96,13 +99,16 @@ class LoadSheddingMiddleware:
         return response
 
 
-def _drain(request: HttpRequest) -> None:
-    """Read the (small) body the client already sent.
+def _receive(request: HttpRequest) -> HttpResponse | None:
+    """Read the request's body now; answer 408 if the client stops sending it.
 
-    Closing a socket with unread bytes in its receive buffer makes the kernel
-    reset the connection, and the client may see the reset instead of the 503.
+    A body over the size limit is not read (Django refuses before reading):
+    the parser answers 413 later, as for any request.
     """
     try:
-        request.body  # noqa: B018 (read for its side effect)
-    except (RequestDataTooBig, UnreadablePostError, OSError):
-        pass  # the response still goes out; a client that cannot send its body gets what it gets
+        request.body  # noqa: B018 (read for its side effect: Django keeps it)
+    except RequestDataTooBig:
+        return None
+    except UnreadablePostError:
+        return problem_response(status_code=408, detail=BODY_NOT_RECEIVED)
+    return None
