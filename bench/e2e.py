@@ -11,7 +11,8 @@ itself: order timestamps through the manager API, the relay's
 `outbox_commit_to_publish_seconds` histogram from /metrics. Printed per rate:
 checkout p50/p99, goodput, errors by kind, checkout→PAID p50/p99 (order
 created_at → updated_at when PAID, one clock), commit→publish p50/p99, and
-the order-management rate next to the checkout rate; written as JSON and as
+the order-management rate next to the checkout rate, the 503s' latency and
+Retry-After, orders lost or unacknowledged; written as JSON and as
 a PNG plot of latency and throughput against the offered rate.
 
 The provider's latency is set at run time through `manage.py payment_faults
@@ -93,13 +94,13 @@ class Platform:
         """Count the orders created since `since` that are still PENDING or PROCESSING."""
         return sum(self._orders_page(since=since, page=0, size=1, status=status)["totalElements"] for status in UNSETTLED)
 
-    def orders(self, *, since: datetime, numbers: set[str]) -> dict[str, dict]:
-        """Return the orders created since `since` whose numbers are given."""
+    def orders(self, *, since: datetime) -> dict[str, dict]:
+        """Return every order created since `since`, by number."""
         found: dict[str, dict] = {}
         page = 0
         while True:
             content = self._orders_page(since=since, page=page, size=100)["content"]
-            found.update({order["orderNumber"]: order for order in content if order["orderNumber"] in numbers})
+            found.update({order["orderNumber"]: order for order in content})
             if len(content) < 100:
                 return found
             page += 1
@@ -184,14 +185,24 @@ def bench_rate(platform: Platform, products: list[dict], *, rate: float, argumen
     while platform.unsettled(since=since) and time.monotonic() < deadline:
         time.sleep(2)
     numbers = {result.order_number for result in results if result.order_number}
-    orders = platform.orders(since=since, numbers=numbers)
+    every_order = platform.orders(since=since)
+    orders = {number: order for number, order in every_order.items() if number in numbers}
     commit_to_publish = histogram_delta(published_before, platform.histogram(COMMIT_TO_PUBLISH, topic=ORDER_TOPIC))
-    return summarize(rate, results, orders, commit_to_publish)
+    row = summarize(rate, results, orders, commit_to_publish)
+    # Lost: a 201 whose order does not exist. Unexpected: an order no client
+    # was told about (a checkout that timed out or was refused yet committed,
+    # or one done twice). The platform is the bench's alone while it runs.
+    row["orders_lost"] = len(numbers - orders.keys())
+    row["orders_unexpected"] = len(every_order) - len(orders)
+    return row
 
 
 def summarize(rate: float, results: list[CheckoutResult], orders: dict[str, dict], commit_to_publish) -> dict:
     ok = [result for result in results if result.error is None]
-    errors = Counter(result.error.value for result in results if result.error is not None)
+    # Client errors by status: a 404 or 409 says what the bench did wrong.
+    errors = Counter(
+        str(result.status) if result.error is ErrorKind.CLIENT else result.error.value for result in results if result.error
+    )
     shed = [result.checkout_seconds for result in results if result.error is ErrorKind.SHED]
     created = sorted(parse_time(order["createdAt"]) for order in orders.values())
     paid = [order for order in orders.values() if order["status"] in PAID]
@@ -213,7 +224,11 @@ def summarize(rate: float, results: list[CheckoutResult], orders: dict[str, dict
         "errors": dict(errors),
         "checkout_p50": percentile([r.checkout_seconds for r in ok], 0.50),
         "checkout_p99": percentile([r.checkout_seconds for r in ok], 0.99),
+        "shed_p50": percentile(shed, 0.50),
         "shed_p99": percentile(shed, 0.99),
+        "shed_max": max(shed, default=math.nan),
+        # Refused at the checkout itself, after its cart add was served: work the platform did for nothing.
+        "shed_at_checkout": sum(1 for r in results if r.error is ErrorKind.SHED and r.sent_at > r.started_at),
         "shed_without_retry_after": sum(1 for r in results if r.error is ErrorKind.SHED and not r.retry_after),
         "generator_lag_p99": percentile([r.started_at - r.planned_at for r in results], 0.99),
         "orders_found": len(orders),
@@ -238,7 +253,8 @@ def table(rows: list[dict], latency: float | None) -> str:
     header = (
         f"{'offered/s':>9} {'ok/sent':>11} {'goodput/s':>9} {'×offer':>6} {'errors':>20} "
         f"{'checkout p50/p99 ms':>20} {'→PAID p50/p99 ms':>18} {'→PAID p99 ×prov':>15} "
-        f"{'commit→pub p50/p99 ms':>21} {'checkout/s':>10} {'paid/s':>7} {'×checkout':>9} {'unsettled':>9}"
+        f"{'commit→pub p50/p99 ms':>21} {'checkout/s':>10} {'paid/s':>7} {'×checkout':>9} {'unsettled':>9} "
+        f"{'503 p50/p99/max ms':>18} {'503 no R-A':>10} {'lost/unack':>10}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -251,7 +267,9 @@ def table(rows: list[dict], latency: float | None) -> str:
             f"{milliseconds(row['checkout_p50']) + '/' + milliseconds(row['checkout_p99']):>20} "
             f"{milliseconds(row['to_paid_p50']) + '/' + milliseconds(row['to_paid_p99']):>18} {provider:>15} "
             f"{milliseconds(row['commit_to_publish_p50']) + '/' + milliseconds(row['commit_to_publish_p99']):>21} "
-            f"{row['checkout_rate']:>10.1f} {row['paid_rate']:>7.1f} {ratio:>9.2f} {row['unsettled']:>9}"
+            f"{row['checkout_rate']:>10.1f} {row['paid_rate']:>7.1f} {ratio:>9.2f} {row['unsettled']:>9} "
+            f"{'/'.join(milliseconds(row[key]) for key in ('shed_p50', 'shed_p99', 'shed_max')):>18} "
+            f"{row['shed_without_retry_after']:>10} {str(row.get('orders_lost', '-')) + '/' + str(row.get('orders_unexpected', '-')):>10}"
         )
     return "\n".join(lines)
 

@@ -73,7 +73,12 @@ def loopback_only(base_url: str) -> None:
 
 def catalog_products(base_url: str, *, timeout_seconds: float = 10.0) -> list[dict]:
     """Return the active products of the catalog (the demo catalog on a fresh platform)."""
-    response = requests.get(f"{base_url}{API}/products", params={"size": 100}, timeout=timeout_seconds)
+    for _ in range(5):
+        response = requests.get(f"{base_url}{API}/products", params={"size": 100}, timeout=timeout_seconds)
+        if response.status_code != 503:
+            break
+        # A platform still shedding an earlier load: come back when it says, as any client does.
+        time.sleep(float(response.headers.get("Retry-After", 1)))
     response.raise_for_status()
     products = [product for product in response.json()["content"] if product["isActive"]]
     if not products:

@@ -103,6 +103,13 @@ def raw_producer_rate(bootstrap: list[str], topic: str, rows: int) -> float:
     return rows / elapsed
 
 
+def crc32c_implementation() -> str:
+    """Say which CRC32C kafka-python checksums record batches with: the `crc32c` package's or its pure-Python one."""
+    from kafka.record import util
+
+    return "native (crc32c package)" if util.crc32c_c is not None else "pure Python (crc32c package missing)"
+
+
 def outbox_reset() -> None:
     """Empty and vacuum the bench's outbox so one measurement does not slow the next."""
     from django.db import connection
@@ -281,6 +288,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--raw-only", action="store_true", help="measure the raw producer only (e.g. its CRC32C)")
     arguments = parser.parse_args()
 
     # A broker of the bench's own, started before Django reads KAFKA_BOOTSTRAP_SERVERS.
@@ -317,7 +325,9 @@ def bench(arguments: argparse.Namespace) -> None:
 
     print(f"broker {','.join(bootstrap)} (the bench's own tansu); {arguments.rows} messages of ~{len(json.dumps(sample_payload(0)))} bytes")
     raw = raw_producer_rate(bootstrap, raw_topic, arguments.rows)
-    print(f"raw kafka-python producer : {raw:10.0f} msg/s")
+    print(f"raw kafka-python producer : {raw:10.0f} msg/s  (CRC32C: {crc32c_implementation()})")
+    if arguments.raw_only:
+        return
     drain, published = drain_rate(drain_topic, arguments.rows)
     print(f"one relay, in-process     : {drain:10.0f} rows/s  ({drain / raw:.2f} of raw; batch {settings.OUTBOX_BATCH_SIZE})")
     worker = start_worker()

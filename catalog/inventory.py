@@ -10,10 +10,14 @@ constraint refuses negative stock whatever a caller does.
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from django.db.models import F
+from django.db.models import F, Model, QuerySet
 
 from catalog.models import Product
+
+
+RowT = TypeVar("RowT", bound=Model)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,15 @@ def stock_lock(*, product_ids: set[uuid.UUID] | list[uuid.UUID]) -> dict[uuid.UU
     """Lock the products (in id order) until the transaction ends; return those that exist."""
     locked = Product.objects.select_for_update(of=("self",)).filter(id__in=product_ids).order_by("id")
     return {product.id: product for product in locked}
+
+
+def stock_lock_related(rows: QuerySet[RowT], *, field: str = "product") -> list[RowT]:
+    """Read `rows` with their products in one statement, locking the products (not the rows) in id order.
+
+    PostgreSQL locks rows as the sorted result emits them, so ordering by the
+    product id is what keeps the lock order the same as `stock_lock`'s.
+    """
+    return list(rows.select_related(field).select_for_update(of=(field,)).order_by(f"{field}_id", "pk"))
 
 
 def stock_shortages(*, locked: Mapping[uuid.UUID, Product], wanted: Mapping[uuid.UUID, int]) -> list[Shortage]:

@@ -138,16 +138,17 @@ def idempotent_execute(
         except DomainError as error:
             status, response_body = error.status_code, error_body(error)
         try:
-            with transaction.atomic():
-                IdempotencyRecord.objects.create(
-                    key=key,
-                    fingerprint=fingerprint,
-                    method=method.upper(),
-                    path=path,
-                    response_status=status,
-                    response_body=response_body,
-                    expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
-                )
+            # No savepoint: a failed insert is answered by rolling the whole
+            # transaction back (the raise below), never by carrying on in it.
+            IdempotencyRecord.objects.create(
+                key=key,
+                fingerprint=fingerprint,
+                method=method.upper(),
+                path=path,
+                response_status=status,
+                response_body=response_body,
+                expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
+            )
         except IntegrityError:
             # The advisory lock makes this unreachable between our own requests;
             # the unique key still refuses a second outcome, and raising here

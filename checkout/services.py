@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from catalog.inventory import stock_lock, stock_shortages, stock_take
+from catalog.inventory import stock_lock_related, stock_shortages, stock_take
 from catalog.models import Category, Product
 from checkout.cart_cache import cart_cache_delete
 from checkout.models import Cart, CartItem
@@ -144,15 +144,15 @@ def _cart_invalidate(session_id: str) -> None:
     transaction.on_commit(lambda: cart_cache_delete(session_id))
 
 
-def _cart_lock_or_create(session_id: str) -> Cart:
-    """Lock the session's cart, creating it (or renewing an expired one)."""
+def _cart_lock_or_create(session_id: str) -> tuple[Cart, bool]:
+    """Lock the session's cart, creating it (or renewing an expired one); say whether it is new."""
     cart, created = Cart.objects.select_for_update().get_or_create(
         session_id=session_id, defaults={"expires_at": _cart_expiry()}
     )
     if not created and cart.expires_at <= timezone.now():
         # An idle-expired cart starts over empty rather than reviving stale items.
         cart.items.all().delete()
-    return cart
+    return cart, created
 
 
 def _cart_lock_existing(session_id: str) -> Cart:
@@ -196,8 +196,10 @@ def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> C
     product = Product.objects.filter(id=product_id, is_active=True).first()
     if product is None:
         raise NotFound(f"Product {product_id} not found or not available.", problem_type="product-not-found")
-    cart = _cart_lock_or_create(session_id)
-    item = CartItem.objects.filter(cart=cart, product=product).first()
+    cart, created = _cart_lock_or_create(session_id)
+    # A cart created just now has no items and a fresh expiry: no query for
+    # either (the first add of every cart, which is most adds).
+    item = None if created else CartItem.objects.filter(cart=cart, product=product).first()
     new_quantity = quantity + (item.quantity if item else 0)
     _stock_check(product, new_quantity)
     if item:
@@ -206,7 +208,10 @@ def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> C
         item.save(update_fields=["quantity", "price_snapshot", "updated_at"])
     else:
         CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
-    _cart_touch(cart)
+    if created:
+        _cart_invalidate(session_id)
+    else:
+        _cart_touch(cart)
     return cart
 
 
@@ -249,7 +254,10 @@ def carts_expired_delete(*, batch_size: int) -> int:
 # Checkout ------------------------------------------------------------------
 
 
-@transaction.atomic
+# No savepoint when nested: the caller's (the idempotent request's) savepoint
+# already undoes this checkout's writes on an error, and a savepoint of its
+# own costs two more statements per checkout.
+@transaction.atomic(savepoint=False)
 def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: str | None) -> Order:
     """Turn the session's cart into a PENDING order, all in one transaction.
 
@@ -264,14 +272,16 @@ def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: 
     )
     if cart is None:
         raise InvalidRequest(f"Cart {session_id} not found or expired.", problem_type="cart-not-found")
-    items = list(CartItem.objects.filter(cart=cart).order_by("created_at", "id"))
-    if not items:
+    # The items and their products in one statement; the cart's lock covers the items.
+    locked = stock_lock_related(CartItem.objects.filter(cart=cart))
+    if not locked:
         raise InvalidRequest(f"Cart {session_id} is empty.", problem_type="cart-empty")
+    items = sorted(locked, key=lambda item: (item.created_at, item.id))
 
     wanted: dict[uuid.UUID, int] = {}
     for item in items:
         wanted[item.product_id] = wanted.get(item.product_id, 0) + item.quantity
-    products = stock_lock(product_ids=set(wanted))
+    products = {item.product_id: item.product for item in locked}
     shortages = stock_shortages(locked=products, wanted=wanted)
     if shortages:
         names = ", ".join(shortage.sku or str(shortage.product_id) for shortage in shortages)

@@ -150,7 +150,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if isinstance(exc, UnreadablePostError):
         # The client stopped sending its body (or sent it slower than the
         # read timeout allows); see `ecommerce.slow_clients`.
-        return _problem(408, "The request body was not received in time.", None)
+        return _problem(408, BODY_NOT_RECEIVED, None)
     if isinstance(exc, DomainError):
         set_rollback()
         return _problem(exc.status_code, exc.detail, exc.problem_type, exc.extensions)
@@ -253,6 +253,8 @@ class DatabaseUnavailableMiddleware:
 
 
 API_PREFIX = "/api/"
+# The 408's detail: the client stopped sending its body (ecommerce.slow_clients).
+BODY_NOT_RECEIVED = "The request body was not received in time."
 
 
 class ApiProblemMiddleware:

@@ -1,6 +1,8 @@
 """Real server processes for tests: a free port, the test database's URL, a process started and always stopped."""
+import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -54,3 +56,26 @@ def server_process(command: Sequence[str], *, env: dict[str, str], ready_url: st
             process.kill()
             process.wait()
         process.stderr.close()
+
+
+@contextmanager
+def gunicorn_server(**environment: str) -> Iterator[str]:
+    """Run gunicorn with gunicorn.conf.py (the run command's and the image's) on a free port; yield its base URL.
+
+    The test settings and the test database; `environment` adds or overrides variables.
+    """
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
+        "DATABASE_URL": database_url(),
+        **environment,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [
+        sys.executable, "-m", "gunicorn", "ecommerce.wsgi:application", "--config", "gunicorn.conf.py",
+        "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    with server_process(command, env=env, ready_url=f"{base}/health/live"):
+        yield base

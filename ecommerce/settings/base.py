@@ -39,6 +39,9 @@ MIDDLEWARE = [
     "ecommerce.slow_clients.RequestReadTimeoutMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "ecommerce.correlation.CorrelationIdMiddleware",
+    # Before everything that costs: a refused request does no other work. Its
+    # 503 is counted by django-prometheus and carries the correlation id.
+    "ecommerce.shedding.LoadSheddingMiddleware",
     # Inside the correlation id (its problems carry it), outside everything
     # that can answer an error page.
     "ecommerce.problems.ApiProblemMiddleware",
@@ -110,6 +113,11 @@ USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
 # A client that sends nothing of its body for this long loses the request (408).
 REQUEST_READ_TIMEOUT_SECONDS = env.float("REQUEST_READ_TIMEOUT_SECONDS", default=10.0)
+# Load shedding (ecommerce/shedding.py): API requests working at once per web
+# process (at least 2, below gunicorn's threads, which stay free to refuse the
+# excess and answer health checks), and the Retry-After of the 503 beyond it.
+WEB_SHED_MAX_IN_FLIGHT = max(env.int("WEB_SHED_MAX_IN_FLIGHT", default=4), 2)
+WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))

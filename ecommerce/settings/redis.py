@@ -17,7 +17,8 @@ def redis_settings(redis_url: str, *, resilience_redis_url: str = "", cache_key_
         "REDIS_URL": redis_url,
         "CACHES": {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                # One redis client per pool, not per call (ecommerce/cache.py).
+                "BACKEND": "ecommerce.cache.ReusedClientRedisCache",
                 "LOCATION": redis_url,
                 "KEY_PREFIX": cache_key_prefix,
                 "OPTIONS": {

@@ -1,7 +1,5 @@
 """Slow clients cannot starve the web server: gunicorn as configured, for real, in a subprocess."""
-import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -9,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.servers import database_url, free_port, server_process
+from tests.servers import gunicorn_server as gunicorn_server_process
 
 pytestmark = pytest.mark.django_db
 
@@ -22,20 +20,7 @@ READ_TIMEOUT_SECONDS = 2
 @pytest.fixture
 def gunicorn_server() -> Iterator[str]:
     """gunicorn started with gunicorn.conf.py (the run command's and the image's) on a free port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ecommerce.settings.test",
-        "DATABASE_URL": database_url(),
-        "REQUEST_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_SECONDS),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [
-        sys.executable, "-m", "gunicorn", "ecommerce.wsgi:application", "--config", "gunicorn.conf.py",
-        "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with server_process(command, env=env, ready_url=f"{base}/health/live"):
+    with gunicorn_server_process(REQUEST_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT_SECONDS)) as base:
         yield base
 
 
