@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from orders.models import Order
-from tests.conftest import add_to_cart, checkout
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from checkout.models import Cart, CartItem
 from orders.models import Order
-from tests.conftest import customer_info
+from tests.api import customer_info
 from tests.factories import ProductFactory
 from tests.servers import database_url
 from tests.servers import gunicorn_server as gunicorn_server_process
