@@ -96,6 +96,8 @@ def probe(env: dict[str, str]) -> dict:
 def production_env(**overrides: str) -> dict[str, str]:
     return {
         "DJANGO_SETTINGS_MODULE": "ecommerce.settings.production",
+        # Not the checkout's .env: scripts/run.sh writes a secret there.
+        "DJANGO_READ_DOTENV": "false",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "testserver",
         "DATABASE_URL": database_url(),
