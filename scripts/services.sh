@@ -299,7 +299,7 @@ tansu_start() {
     local i
     for ((i = 0; i < 30; i++)); do
         if tcp_open "$KAFKA_HOST" "$BROKER_PORT"; then
-            log "tansu is up on $KAFKA_HOST:$KAFKA_PORT (pid $pid)"
+            log "tansu is up on $KAFKA_HOST:$BROKER_PORT (pid $pid)"
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then

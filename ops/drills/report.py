@@ -68,9 +68,11 @@ class AlertSeen:
     def describe(self, origin: float) -> str:
         shown = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()) if k not in ("alertname", "alertstate", "severity", "job", "instance"))
         name = f"{self.name}{{{shown}}}" if shown else self.name
-        when = f"fired +{self.fired_at - origin:.0f}s" if self.fired_at is not None else "pending only"
-        state = "already firing at start; " if self.firing_at_start else ""
-        return f"{name}: {state}{when}, {'resolved' if self.resolved else 'still firing' if self.firing_now else 'not firing'}"
+        if self.firing_at_start:
+            when = "firing since before the drill"
+        else:
+            when = f"fired +{self.fired_at - origin:.0f}s" if self.fired_at is not None else "pending only"
+        return f"{name}: {when}, {'resolved' if self.resolved else 'still firing' if self.firing_now else 'not firing'}"
 
 
 class Prometheus:
@@ -171,7 +173,7 @@ class DrillReport:
             + (f" ({', '.join(f'{k} {v}' for k, v in self.non_problem_json.items())})" if self.non_problem_json else ""),
             f"  recovery         first new order PAID {seconds(self.first_paid_after_undo)} after the fault was undone; "
             f"backlog drained after {seconds(drained)}",
-            "  alerts           " + ("none fired" if not self.alerts else ""),
+            "  alerts           " + ("none fired" if not self.alerts else f"{len(self.alerts)} fired during the drill:"),
         ]
         lines += [f"    {alert.describe(self.started_at)}" for alert in self.alerts]
         lines += [f"  note: {note}" for note in self.notes]
