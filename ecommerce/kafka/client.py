@@ -26,11 +26,15 @@ from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     IllegalStateError,
+    InvalidProducerEpochError,
     KafkaError,
     KafkaTimeoutError,
+    OutOfOrderSequenceNumberError,
+    ProducerFencedError,
     RebalanceInProgressError,
     TopicAlreadyExistsError,
     UnknownMemberIdError,
+    UnknownProducerIdError,
     UnknownTopicOrPartitionError,
     for_code,
 )
@@ -252,10 +256,24 @@ class SendResult:
     reason: str = ""
 
 
+# The broker no longer knows this idempotent producer's id (it restarted
+# empty, as tansu does, or expired the id): kafka-python's producer is then
+# unusable for good, every later send failing the same way. A transient
+# result makes the relay drop it (event_producer_reset), and the next producer
+# asks the broker for a new id. Seen in the broker-loss drill: without this,
+# every row after the restart went FAILED and no order was paid.
+PRODUCER_IDENTITY_ERRORS = (UnknownProducerIdError, OutOfOrderSequenceNumberError, InvalidProducerEpochError, ProducerFencedError)
+# kafka-python raises a bare KafkaError with this text when the broker answers
+# the producer-id request with an unexpected error (a broker still starting).
+PRODUCER_ID_REFUSED = "Unexpected error in InitProducerIdResponse"
+
+
 def classify_error(error: BaseException) -> SendResult:
-    """Transient when Kafka marks the error retriable (or it is a timeout), permanent otherwise."""
+    """Transient when Kafka marks the error retriable, it is a timeout, or the producer's id was lost; permanent otherwise."""
     reason = type(error).__name__
     if isinstance(error, KafkaTimeoutError) or getattr(error, "retriable", False):
+        return SendResult(SendStatus.TRANSIENT, repr(error), reason)
+    if isinstance(error, PRODUCER_IDENTITY_ERRORS) or PRODUCER_ID_REFUSED in str(error):
         return SendResult(SendStatus.TRANSIENT, repr(error), reason)
     if isinstance(error, KafkaError):
         return SendResult(SendStatus.PERMANENT, repr(error), reason)

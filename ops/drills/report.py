@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from django.db import connections
 from django.db.models import Sum
 from django.db.utils import Error as DatabaseError
@@ -48,6 +49,21 @@ def unsettled_counts(*, since: datetime) -> tuple[int, int]:
     """(orders created since `since` not yet terminal, outbox rows PENDING)."""
     orders = Order.objects.filter(created_at__gte=since, status__in=UNSETTLED).count()
     return orders, OutboxEvent.objects.filter(status=OutboxStatus.PENDING).count()
+
+
+def counter_total(base_url: str, name: str) -> float | None:
+    """The sum of a counter's samples on the platform's /metrics now; None when it cannot be read."""
+    try:
+        answer = requests.get(f"{base_url}/metrics", timeout=10)
+        answer.raise_for_status()
+    except requests.RequestException:
+        return None
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == f"{name}_total"
+    )
 
 
 # --- alerts -----------------------------------------------------------------------
@@ -141,6 +157,7 @@ class DrillReport:
     stuck: list[str] = field(default_factory=list)
     paid_twice: list[str] = field(default_factory=list)
     copies: dict[str, int] = field(default_factory=dict)
+    redeliveries_absorbed: float | None = None  # orders_consumer_duplicates_total's increase
     stock_mismatches: list[str] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     first_paid_after_undo: float | None = None
@@ -167,7 +184,9 @@ class DrillReport:
             f"  paid twice       {len(self.paid_twice)}{self._few(self.paid_twice)}",
             "  event copies     "
             + (", ".join(f"{topic} {count}" for topic, count in sorted(self.copies.items())) or "none")
-            + " (redeliveries absorbed; allowed)",
+            + " on the broker; "
+            + (f"{self.redeliveries_absorbed:.0f} redeliveries absorbed by the consumer" if self.redeliveries_absorbed is not None else "consumer redeliveries unknown")
+            + " (copies allowed, double effects not)",
             f"  stock mismatches {len(self.stock_mismatches)}{self._few(self.stock_mismatches)}",
             f"  non-problem+json {sum(self.non_problem_json.values())}"
             + (f" ({', '.join(f'{k} {v}' for k, v in self.non_problem_json.items())})" if self.non_problem_json else ""),

@@ -32,12 +32,22 @@ from django.conf import settings
 from bench.e2e import Platform
 from bench.load import CheckoutResult, catalog_products, checkout_load, loopback_only
 from ops.drills import faults
-from ops.drills.report import DrillReport, Prometheus, database_retrying, report_build, stock_snapshot, unsettled_counts
+from ops.drills.report import (
+    DrillReport,
+    Prometheus,
+    counter_total,
+    database_retrying,
+    report_build,
+    stock_snapshot,
+    unsettled_counts,
+)
 from ops.drills.scenarios import SCENARIOS, Context, Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 # The load keeps running this long after the fault is undone, so recovery shows in new orders.
 AFTER_FAULT_SECONDS = 20.0
+# OrderCreated deliveries the consumer found already applied: copies, absorbed.
+DUPLICATES_COUNTER = "orders_consumer_duplicates"
 
 
 class Progress:
@@ -163,6 +173,7 @@ def drill_run(scenario: Scenario, *, context: Context, platform: Platform, prome
     products = catalog_products(options.base_url)
     platform.restock(products, at_least=int(options.rate * duration) + 100)
     stock_before = database_retrying(lambda: stock_snapshot([product["id"] for product in products]))
+    duplicates_before = counter_total(options.base_url, DUPLICATES_COUNTER)
     since = datetime.now(timezone.utc)
     report = DrillReport(scenario=scenario.name, started_at=since.timestamp())
     results: list[CheckoutResult] = []
@@ -203,6 +214,9 @@ def drill_run(scenario: Scenario, *, context: Context, platform: Platform, prome
         _alerts(report, scenario, prometheus, progress, fault_seconds=fault_seconds, timeout_seconds=options.alert_timeout)
         progress.phase = "report"
         progress.detail = ""
+        duplicates_after = counter_total(options.base_url, DUPLICATES_COUNTER)
+        if duplicates_before is not None and duplicates_after is not None:
+            report.redeliveries_absorbed = max(duplicates_after - duplicates_before, 0.0)
         report_build(report, results=results, stock_before=stock_before, bootstrap_servers=context.site.bootstrap_servers, since=since)
     return report
 
