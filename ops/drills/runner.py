@@ -78,7 +78,7 @@ class Progress:
         elapsed = int(time.time() - self.started)
         sent = 0
         if self.load_started is not None:
-            sent = min(self.load_total, max(int((time.time() - self.load_started) * self.rate), 0))
+            sent = min(self.load_total, max(int((time.time() - self.load_started) * self.rate), self.ok + self.errors))
         text = f"[drill {self.scenario}] {elapsed // 60:02d}:{elapsed % 60:02d} {self.phase:<8} sent {sent} ok {self.ok} errors {self.errors}"
         return f"{text} {self.detail}".rstrip()
 

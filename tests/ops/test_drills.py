@@ -9,6 +9,7 @@ load, the real fault, quiescence, the report from the database, the broker
 and Prometheus.
 """
 import argparse
+import io
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ from ops.drills.broker_proxy import proxy_faults_reset, proxy_faults_write
 from ops.drills.report import Prometheus
 from ops.drills.runner import drill_run
 from ops.drills.scenarios import SCENARIOS, Context
+from tests.factories import ProductFactory, UserFactory
 from tests.servers import free_port
 from tests.support import ROOT, platform_process_env, wait_for
 
@@ -64,6 +66,7 @@ class DrillPlatform:
             OUTBOX_TRIGGER_ON_COMMIT="1", LOG_LEVEL="WARNING", PAYMENT_MOCK_LATENCY_SECONDS="0.01",
         )  # fmt: skip
         self.process: subprocess.Popen | None = None
+        self.manager = ""
 
     @property
     def base_url(self) -> str:
@@ -103,11 +106,13 @@ class DrillPlatform:
 def drill_platform(tmp_path, broker, monkeypatch):
     if shutil.which("prometheus") is None:
         pytest.fail("Prometheus is needed (Debian package: prometheus; scripts/test.sh installs it)")
-    call_command("seed_demo", verbosity=0)
-    call_command("setup_schedules", verbosity=0)
+    ProductFactory.create_batch(4, inventory_quantity=500)
+    platform_manager = UserFactory(manager=True)
+    call_command("setup_schedules", stdout=io.StringIO())
     # `manage.py payment_faults`, run by the drill, must reach the test Redis with the test settings.
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "ecommerce.settings.test")
     platform = DrillPlatform(tmp_path)
+    platform.manager = platform_manager.username
     platform.start()
     try:
         yield platform
@@ -125,7 +130,7 @@ def run(platform: DrillPlatform, scenario: str, *, fault_seconds: float | None =
         base_url=platform.base_url, rate=2.0, duration=duration, fault_at=3.0, fault_seconds=fault_seconds,
         settle_timeout=60.0, alert_timeout=40.0, request_timeout=10.0,
     )  # fmt: skip
-    manager = Platform(platform.base_url, username="manager", password="manager123", metrics_token=None, timeout_seconds=10)
+    manager = Platform(platform.base_url, username=platform.manager, password="password123", metrics_token=None, timeout_seconds=10)
     context = Context(site=site, supervisor=faults.Supervisor(platform.run_dir / "supervisor.sock"))
     return drill_run(
         SCENARIOS[scenario], context=context, platform=manager, prometheus=Prometheus(f"http://127.0.0.1:{platform.prometheus_port}"), options=options
@@ -150,7 +155,8 @@ def test_consumer_kill_drill_keeps_every_order_and_fires_process_restarting(dril
 def test_payment_slow_drill_fails_or_pays_every_order_once_and_recovers(drill_platform):
     started = time.time()
 
-    report = run(drill_platform, "payment-slow", fault_seconds=8.0, duration=20.0)
+    # Long enough for one order's three attempts (5 s limit each, 1 s and 2 s apart) to all time out.
+    report = run(drill_platform, "payment-slow", fault_seconds=20.0, duration=28.0)
 
     print(report.render())
     assert report.passed, report.violations
