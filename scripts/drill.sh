@@ -16,10 +16,7 @@ load_dotenv "$ROOT"
 
 [[ -x $ROOT/.venv/bin/python ]] || { echo "[drill] no .venv: start the platform with 'bash scripts/run.sh' first" >&2; exit 2; }
 # The defaults of scripts/run.sh, so the drill addresses the platform it started.
-export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-ecommerce.settings.local}"
-export KAFKA_PORT="${KAFKA_PORT:-9092}"
-export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
-export KAFKA_FAULT_PROXY="${KAFKA_FAULT_PROXY:-1}"
+platform_defaults
 export PYTHON="$ROOT/.venv/bin/python"
 export PYTHONUNBUFFERED=1
 # The drill is no platform process: its metrics must not join the platform's.
