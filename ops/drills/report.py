@@ -257,6 +257,9 @@ def report_build(
     if report.stuck:
         report.violations.append(f"{len(report.stuck)} orders are not terminal after the wait")
 
+    redriven = sum(1 for order in orders if order.reconcile_attempts)
+    if redriven:
+        report.notes.append(f"{redriven} orders were re-driven by reconciliation")
     order_ids = {str(order.id): order.order_number for order in orders}
     # Paid twice: more than one approved gateway charge, or more than one distinct
     # PaymentCompleted event id (in the outbox, or on the broker) for one order.

@@ -22,6 +22,8 @@ from ops.drills.report import DrillReport, database_retrying
 ROLLING_ORDER = ("web", "worker", "beat", "consumer", "flower", "events", "prometheus", "alertmanager")
 # Long enough for the outbox's oldest row to pass 60 s and stay there a minute (OutboxBacklogStale).
 BROKER_PAUSE_SECONDS = 180.0
+# How long the consumer is held back before the broker is lost (broker-loss).
+UNCONSUMED_SECONDS = 5.0
 # A consumer held down this long fires OrderConsumerLagging (2 minutes without progress, for 1 minute).
 CONSUMER_LAG_ALERT_SECONDS = 190.0
 
@@ -61,7 +63,11 @@ def _broker_pause(context: Context, seconds: float) -> Iterator[None]:
 
 @contextmanager
 def _broker_loss(context: Context, seconds: float) -> Iterator[None]:
-    faults.broker_lose(context.site)
+    # The consumer is held back a few seconds first, so the broker dies with
+    # events published but not consumed: orders only reconciliation brings back.
+    with faults.paused(context.supervisor.pid("consumer"), what="consumer"):
+        time.sleep(UNCONSUMED_SECONDS)
+        faults.broker_lose(context.site)
     yield
 
 
@@ -172,7 +178,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "broker-loss",
-            "SIGKILL the broker and start it again empty, with its topics; reconciliation re-drives the orders",
+            "SIGKILL the broker (its consumer held back 5 s) and start it again empty, with its topics; reconciliation re-drives the lost orders",
             _broker_loss,
         ),
         Scenario(
