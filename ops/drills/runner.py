@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -308,7 +308,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _jsonable(report: DrillReport) -> dict:
-    data = asdict(report)
-    data["errors"] = dict(Counter(report.errors))
+    # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs.
+    data = {field.name: getattr(report, field.name) for field in fields(report)}
+    data.update({name: dict(value) for name, value in data.items() if isinstance(value, Counter)})
+    data["alerts"] = [asdict(alert) for alert in report.alerts]
     data["passed"] = report.passed
     return data
