@@ -169,7 +169,7 @@ def _alerts(report: DrillReport, scenario: Scenario, prometheus: Prometheus, pro
 def drill_run(scenario: Scenario, *, context: Context, platform: Platform, prometheus: Prometheus, options: argparse.Namespace) -> DrillReport:
     """Run one scenario end to end and return its report."""
     fault_seconds = options.fault_seconds if options.fault_seconds is not None else scenario.fault_seconds
-    duration = options.duration or options.fault_at + fault_seconds + AFTER_FAULT_SECONDS
+    duration = options.duration or options.fault_at + max(fault_seconds, scenario.action_seconds) + AFTER_FAULT_SECONDS
     products = catalog_products(options.base_url)
     platform.restock(products, at_least=int(options.rate * duration) + 100)
     stock_before = database_retrying(lambda: stock_snapshot([product["id"] for product in products]))
@@ -249,7 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-url", default=None, help="the platform (default http://127.0.0.1:$WEB_PORT)")
     parser.add_argument("--prometheus-url", default=None, help="default http://127.0.0.1:$PROMETHEUS_PORT")
     parser.add_argument("--rate", type=float, default=5.0, help="checkouts a second (default 5)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds of load (default: until 20 s after the fault)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of load (default: until about 20 s after the fault)")
     parser.add_argument("--fault-at", type=float, default=10.0, help="seconds into the load the fault starts (default 10)")
     parser.add_argument("--fault-seconds", type=float, default=None, help="how long the fault is held (default: the scenario's)")
     parser.add_argument("--settle-timeout", type=float, default=None, help="bound of the wait for quiescence")

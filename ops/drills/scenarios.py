@@ -45,6 +45,9 @@ class Scenario:
     summary: str
     fault: Fault
     fault_seconds: float = 0.0
+    # About how long injecting and undoing takes (a restart, a reconnect): the
+    # load runs past it by default, so new orders show the recovery.
+    action_seconds: float = 10.0
     # Each tuple: at least one of these alerts must fire during the drill.
     required_alerts: tuple[tuple[str, ...], ...] = ()
     # The same, for a fault held at least `held_need_seconds` (the alert's own delay).
@@ -180,6 +183,7 @@ SCENARIOS: dict[str, Scenario] = {
             "broker-loss",
             "SIGKILL the broker (its consumer held back 5 s) and start it again empty, with its topics; reconciliation re-drives the lost orders",
             _broker_loss,
+            action_seconds=20.0,
         ),
         Scenario(
             "broker-latency",
@@ -205,6 +209,7 @@ SCENARIOS: dict[str, Scenario] = {
             "rolling-restart",
             "restart every supervised process one after another through supervisord",
             _rolling_restart,
+            action_seconds=90.0,
         ),
         Scenario("redis-pause", "SIGSTOP the platform's Redis, SIGCONT it after the fault", _redis_pause, fault_seconds=60.0),
         Scenario("postgres-restart", "restart the PostgreSQL cluster behind DATABASE_URL", _postgres_restart),
