@@ -294,10 +294,15 @@ def main(argv: list[str] | None = None) -> None:
     platform = Platform(options.base_url, username="manager", password="manager123", metrics_token=None, timeout_seconds=10.0)
     prometheus = Prometheus(options.prometheus_url)
     reports = []
-    for scenario in chosen:
-        report = drill_run(scenario, context=Context(site=site, supervisor=supervisor), platform=platform, prometheus=prometheus, options=options)
-        print(report.render(), flush=True)
-        reports.append(report)
+    try:
+        for scenario in chosen:
+            report = drill_run(scenario, context=Context(site=site, supervisor=supervisor), platform=platform, prometheus=prometheus, options=options)
+            print(report.render(), flush=True)
+            reports.append(report)
+    except KeyboardInterrupt:
+        # The fault's undo has run on the way out (its context manager's finally).
+        print("\ndrill: interrupted; the fault was undone", file=sys.stderr)
+        sys.exit(130)
     if len(reports) > 1:
         print("\n== summary")
         for report in reports:
