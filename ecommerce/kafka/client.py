@@ -229,6 +229,51 @@ def consumer_group_positions(
     return positions
 
 
+def topic_values(
+    *, bootstrap_servers: Sequence[str], topic: str, since_ms: int | None, timeout_seconds: float
+) -> list[bytes | None]:
+    """Return the value of every message of `topic` written since `since_ms` (unix ms; None: from the start) up to its end now.
+
+    For audits such as the fault drills' report: no consumer group, nothing
+    committed, so reading disturbs no consumer. Raise ConnectionError when the
+    broker cannot be read to the end within `timeout_seconds`.
+    """
+    timeout_ms = int(timeout_seconds * 1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=list(bootstrap_servers),
+        client_id="ecommerce-audit",
+        enable_auto_commit=False,
+        request_timeout_ms=max(timeout_ms, 1000),
+        allow_auto_create_topics=False,
+        kafka_client=NoAutoCreateClient,
+    )
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        end = consumer.end_offsets(partitions)
+        if since_ms is None:
+            consumer.seek_to_beginning(*partitions)
+        else:
+            starts = consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+            for partition in partitions:
+                found = starts.get(partition)
+                consumer.seek(partition, found.offset if found is not None else end[partition])
+        values: list[bytes | None] = []
+        while any(consumer.position(partition) < end[partition] for partition in partitions):
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"could not read {topic} to its end within {timeout_seconds}s")
+            for records in consumer.poll(timeout_ms=500).values():
+                values.extend(record.value for record in records)
+        return values
+    except KafkaError as error:
+        raise ConnectionError(f"Kafka did not answer: {error!r}") from error
+    finally:
+        consumer.close(autocommit=False)
+
+
 # --- Producing -------------------------------------------------------------
 
 
@@ -427,18 +472,6 @@ class IncomingMessage:
         return None
 
 
-def _incoming(record) -> IncomingMessage:
-    return IncomingMessage(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp=record.timestamp,
-        key=record.key,
-        value=record.value,
-        headers=tuple((name, value or b"") for name, value in (record.headers or [])),
-    )
-
-
 class _AssignmentLog(ConsumerRebalanceListener):
     """Log which partitions this member holds: what an operator asks first about a consumer group."""
 
@@ -538,7 +571,20 @@ class EventConsumer:
             batches = self._client().poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
         except (KafkaError, OSError) as error:
             raise BrokerUnavailable(_broker_error_kind(error), error) from error
-        messages = [_incoming(record) for records in batches.values() for record in records]
+        messages = []
+        for records in batches.values():
+            for record in records:
+                messages.append(
+                    IncomingMessage(
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        timestamp=record.timestamp,
+                        key=record.key,
+                        value=record.value,
+                        headers=tuple((name, value or b"") for name, value in (record.headers or [])),
+                    )
+                )
         return sorted(messages, key=lambda message: (message.topic, message.partition, message.offset))
 
     def commit(self, message: IncomingMessage) -> None:
@@ -577,50 +623,3 @@ class EventConsumer:
             consumer.close(autocommit=False, timeout_ms=int(timeout_seconds * 1000))
         except Exception:  # closing against a dead broker may complain; the client is gone either way
             logger.debug("consumer close failed", exc_info=True)
-
-
-# --- Reading a topic whole ---------------------------------------------------
-
-
-def topic_read(
-    *, bootstrap_servers: Sequence[str], topic: str, since_ms: int | None, timeout_seconds: float
-) -> list[IncomingMessage]:
-    """Return every message of `topic` written since `since_ms` (unix ms; None: from the start) up to its end now.
-
-    For audits such as the fault drills' report: no consumer group, nothing
-    committed, so reading disturbs no consumer. Raise ConnectionError when the
-    broker cannot be read to the end within `timeout_seconds`.
-    """
-    timeout_ms = int(timeout_seconds * 1000)
-    consumer = KafkaConsumer(
-        bootstrap_servers=list(bootstrap_servers),
-        client_id="ecommerce-audit",
-        enable_auto_commit=False,
-        request_timeout_ms=max(timeout_ms, 1000),
-        allow_auto_create_topics=False,
-        kafka_client=NoAutoCreateClient,
-    )
-    deadline = time.monotonic() + timeout_seconds
-    try:
-        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        end = consumer.end_offsets(partitions)
-        starts = consumer.offsets_for_times(dict.fromkeys(partitions, since_ms)) if since_ms is not None else {}
-        for partition in partitions:
-            found = starts.get(partition)
-            consumer.seek(partition, found.offset if found is not None else (end[partition] if since_ms is not None else 0))
-        if since_ms is None:
-            consumer.seek_to_beginning(*partitions)
-        messages: list[IncomingMessage] = []
-        while any(consumer.position(partition) < end[partition] for partition in partitions):
-            if time.monotonic() > deadline:
-                raise ConnectionError(f"could not read {topic} to its end within {timeout_seconds}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                messages.extend(_incoming(record) for record in records)
-        return messages
-    except KafkaError as error:
-        raise ConnectionError(f"Kafka did not answer: {error!r}") from error
-    finally:
-        consumer.close(autocommit=False)

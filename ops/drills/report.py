@@ -19,7 +19,7 @@ from django.db.utils import Error as DatabaseError
 
 from bench.load import CheckoutResult
 from checkout.models import Product
-from ecommerce.kafka.client import topic_read
+from ecommerce.kafka.client import topic_values
 from ecommerce.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
 from orders.events import ORDER_CREATED, PAYMENT_COMPLETED
 from orders.models import MockGatewayCharge, Order, OrderItem, OrderStatus
@@ -224,11 +224,11 @@ def _broker_events(bootstrap_servers: list[str], *, since: float) -> dict[str, l
     events: dict[str, list[dict]] = {}
     for topic in (ORDERS_CREATED, PAYMENTS_COMPLETED):
         decoded = []
-        for message in topic_read(
+        for value in topic_values(
             bootstrap_servers=bootstrap_servers, topic=topic, since_ms=int(since * 1000), timeout_seconds=60
         ):
             try:
-                payload = json.loads(message.value or b"")
+                payload = json.loads(value or b"")
             except ValueError:
                 continue  # poison (ours or a test's): the dead-letter check counts those
             if isinstance(payload, dict):
