@@ -53,6 +53,7 @@ class CheckoutResult:
     error: ErrorKind | None
     order_number: str | None
     retry_after: str | None = None
+    content_type: str | None = None  # of an error answer: every one must be problem+json
 
     @property
     def checkout_seconds(self) -> float:
@@ -103,13 +104,15 @@ def checkout_load(
     concurrency: int = 200,
     timeout_seconds: float = 10.0,
     on_progress: Callable[[int, int], None] | None = None,
+    on_result: Callable[[CheckoutResult], None] | None = None,
 ) -> list[CheckoutResult]:
     """Offer `rate` checkouts a second for `duration_seconds`; return one result per checkout.
 
     The caller's thread only keeps the schedule; `concurrency` threads do the
     requests, so a slow answer never delays the next arrival (until every
     thread is busy: then `started_at` falls behind `planned_at`, which the
-    results show).
+    results show). `on_result` is called with each result as it comes, from
+    the load threads (the fault drills' progress line).
     """
     loopback_only(base_url)
     total = max(int(rate * duration_seconds), 1)
@@ -126,9 +129,16 @@ def checkout_load(
         started_at = sent_at = time.time()
 
         def result(
-            status: int | None, error: ErrorKind | None, *, order_number: str | None = None, retry_after: str | None = None
+            status: int | None,
+            error: ErrorKind | None,
+            *,
+            order_number: str | None = None,
+            retry_after: str | None = None,
+            content_type: str | None = None,
         ) -> CheckoutResult:
-            return CheckoutResult(planned_at, started_at, sent_at, time.time(), status, error, order_number, retry_after)
+            return CheckoutResult(
+                planned_at, started_at, sent_at, time.time(), status, error, order_number, retry_after, content_type
+            )
 
         cart = f"bench-{uuid.uuid4().hex}"
         # Spread over the catalog: one product's row lock serialises the checkouts that take it.
@@ -154,7 +164,18 @@ def checkout_load(
             return result(None, ErrorKind.CONNECTION)
         if answer.status_code == 201:
             return result(201, None, order_number=answer.json()["orderNumber"])
-        return result(answer.status_code, _error_kind(answer.status_code), retry_after=answer.headers.get("Retry-After"))
+        return result(
+            answer.status_code,
+            _error_kind(answer.status_code),
+            retry_after=answer.headers.get("Retry-After"),
+            content_type=answer.headers.get("Content-Type"),
+        )
+
+    def reported(index: int, planned_at: float) -> CheckoutResult:
+        outcome = one(index, planned_at)
+        if on_result is not None:
+            on_result(outcome)
+        return outcome
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="checkout") as pool:
         start = time.time() + 0.2
@@ -164,7 +185,7 @@ def checkout_load(
             delay = planned_at - time.time()
             if delay > 0:
                 time.sleep(delay)
-            futures.append(pool.submit(one, index, planned_at))
+            futures.append(pool.submit(reported, index, planned_at))
             if on_progress is not None and index % max(int(rate), 1) == 0:
                 on_progress(index, total)
         return [future.result() for future in futures]

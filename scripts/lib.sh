@@ -62,3 +62,20 @@ debian_ensure() {
         || { printf 'ERROR: apt-get install -y %s failed\n' "$*" >&2; return 1; }
     command -v "$command" >/dev/null 2>&1
 }
+
+# The platform's defaults, exported where the environment and .env leave them
+# unset: scripts/run.sh starts the platform with them, scripts/drill.sh finds
+# it by them (ports, settings, the broker behind the drills' proxy).
+platform_defaults() {
+    export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-ecommerce.settings.local}"
+    export WEB_PORT="${WEB_PORT:-8000}"
+    export FLOWER_PORT="${FLOWER_PORT:-5555}"
+    export KAFKA_PORT="${KAFKA_PORT:-9092}"
+    export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+    # The broker behind the fault drills' proxy (scripts/services.sh), so
+    # `scripts/drill.sh broker-latency` can slow its connections.
+    export KAFKA_FAULT_PROXY="${KAFKA_FAULT_PROXY:-1}"
+    export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+    # Not 9093, Alertmanager's usual port: the test suite's broker listens there.
+    export ALERTMANAGER_PORT="${ALERTMANAGER_PORT:-9094}"
+}

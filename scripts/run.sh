@@ -20,14 +20,7 @@ source "$ROOT/scripts/lib.sh"
 load_dotenv "$ROOT"
 ensure_secret_key "$ROOT"
 
-export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-ecommerce.settings.local}"
-export WEB_PORT="${WEB_PORT:-8000}"
-export FLOWER_PORT="${FLOWER_PORT:-5555}"
-export KAFKA_PORT="${KAFKA_PORT:-9092}"
-export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
-export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
-# Not 9093, Alertmanager's usual port: the test suite's broker listens there.
-export ALERTMANAGER_PORT="${ALERTMANAGER_PORT:-9094}"
+platform_defaults
 export PLATFORM_ROOT="$ROOT"
 export RUN_DIR="$ROOT/.run"
 export PYTHONUNBUFFERED=1

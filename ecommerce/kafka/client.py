@@ -26,11 +26,15 @@ from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     IllegalStateError,
+    InvalidProducerEpochError,
     KafkaError,
     KafkaTimeoutError,
+    OutOfOrderSequenceNumberError,
+    ProducerFencedError,
     RebalanceInProgressError,
     TopicAlreadyExistsError,
     UnknownMemberIdError,
+    UnknownProducerIdError,
     UnknownTopicOrPartitionError,
     for_code,
 )
@@ -225,6 +229,51 @@ def consumer_group_positions(
     return positions
 
 
+def topic_values(
+    *, bootstrap_servers: Sequence[str], topic: str, since_ms: int | None, timeout_seconds: float
+) -> list[bytes | None]:
+    """Return the value of every message of `topic` written since `since_ms` (unix ms; None: from the start) up to its end now.
+
+    For audits such as the fault drills' report: no consumer group, nothing
+    committed, so reading disturbs no consumer. Raise ConnectionError when the
+    broker cannot be read to the end within `timeout_seconds`.
+    """
+    timeout_ms = int(timeout_seconds * 1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=list(bootstrap_servers),
+        client_id="ecommerce-audit",
+        enable_auto_commit=False,
+        request_timeout_ms=max(timeout_ms, 1000),
+        allow_auto_create_topics=False,
+        kafka_client=NoAutoCreateClient,
+    )
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        end = consumer.end_offsets(partitions)
+        if since_ms is None:
+            consumer.seek_to_beginning(*partitions)
+        else:
+            starts = consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+            for partition in partitions:
+                found = starts.get(partition)
+                consumer.seek(partition, found.offset if found is not None else end[partition])
+        values: list[bytes | None] = []
+        while any(consumer.position(partition) < end[partition] for partition in partitions):
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"could not read {topic} to its end within {timeout_seconds}s")
+            for records in consumer.poll(timeout_ms=500).values():
+                values.extend(record.value for record in records)
+        return values
+    except KafkaError as error:
+        raise ConnectionError(f"Kafka did not answer: {error!r}") from error
+    finally:
+        consumer.close(autocommit=False)
+
+
 # --- Producing -------------------------------------------------------------
 
 
@@ -252,10 +301,24 @@ class SendResult:
     reason: str = ""
 
 
+# The broker no longer knows this idempotent producer's id (it restarted
+# empty, as tansu does, or expired the id): kafka-python's producer is then
+# unusable for good, every later send failing the same way. A transient
+# result makes the relay drop it (event_producer_reset), and the next producer
+# asks the broker for a new id. Seen in the broker-loss drill: without this,
+# every row after the restart went FAILED and no order was paid.
+PRODUCER_IDENTITY_ERRORS = (UnknownProducerIdError, OutOfOrderSequenceNumberError, InvalidProducerEpochError, ProducerFencedError)
+# kafka-python raises a bare KafkaError with this text when the broker answers
+# the producer-id request with an unexpected error (a broker still starting).
+PRODUCER_ID_REFUSED = "Unexpected error in InitProducerIdResponse"
+
+
 def classify_error(error: BaseException) -> SendResult:
-    """Transient when Kafka marks the error retriable (or it is a timeout), permanent otherwise."""
+    """Transient when Kafka marks the error retriable, it is a timeout, or the producer's id was lost; permanent otherwise."""
     reason = type(error).__name__
     if isinstance(error, KafkaTimeoutError) or getattr(error, "retriable", False):
+        return SendResult(SendStatus.TRANSIENT, repr(error), reason)
+    if isinstance(error, PRODUCER_IDENTITY_ERRORS) or PRODUCER_ID_REFUSED in str(error):
         return SendResult(SendStatus.TRANSIENT, repr(error), reason)
     if isinstance(error, KafkaError):
         return SendResult(SendStatus.PERMANENT, repr(error), reason)

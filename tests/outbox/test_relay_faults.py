@@ -19,7 +19,7 @@ from resilience.breaker import State
 from resilience.policies import breaker_for
 from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
-from tests.support import CeleryWorker, header, nudge_high_watermarks, read_topic, wait_for
+from tests.support import CeleryWorker, header, nudge_high_watermarks, outbox_test_event, read_topic, wait_for
 
 
 def first_copies_in_order(records, rows: list[OutboxEvent]) -> dict[str, list[int]]:
@@ -100,6 +100,25 @@ def test_broker_outage_loses_nothing_and_the_breaker_stops_attempts(api_client, 
         assert by_key[str(order.id)] == sorted(ids)  # creation order per order
     with capsys.disabled():
         print(f"\n[outage] 40 events, {duplicates(records, rows)} duplicate copies on the topic after the outage")
+
+
+@pytest.mark.django_db
+def test_broker_restarted_empty_under_a_live_producer_fails_no_row(broker, fast_policies):
+    """The broker forgets the relay's idempotent producer id (seen in the broker-loss drill): a new producer, no FAILED row."""
+    first = outbox_test_event(str(uuid.uuid4()))
+    outbox_drain(batch_size=100, time_budget_seconds=5)
+    assert OutboxEvent.objects.get(id=first.id).status == OutboxStatus.PUBLISHED  # the producer has its id now
+
+    broker.restart()
+    rows = [outbox_test_event(str(uuid.uuid4())) for _ in range(5)]
+
+    def all_published() -> bool:
+        outbox_drain(batch_size=100, time_budget_seconds=5)
+        return not OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).exists()
+
+    wait_for(all_published, timeout=60, interval=0.5, what="the rows written after the restart published")
+    records = read_topic(broker.bootstrap, ORDERS_CREATED)
+    assert {header(r, "event_id") for r in records} >= {str(row.event_id) for row in rows}
 
 
 def _bulk_events(topic: str, orders: int, events_per_order: int) -> list[OutboxEvent]:

@@ -1,0 +1,221 @@
+"""Short versions of two fault drills (scripts/drill.sh), against a platform this test starts.
+
+The platform is the run command's own supervisord with the repository's
+program definitions (web, worker, beat, consumer, the event listener and
+Prometheus, its rules evaluated every second) on free ports, the test
+database, the test Redis and the suite's broker. The drill runs as
+`scripts/drill.sh` runs it (`ops.drills.runner.drill_run`): a real checkout
+load, the real fault, quiescence, the report from the database, the broker
+and Prometheus.
+"""
+import argparse
+import io
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+from django.core.management import call_command
+
+from bench.e2e import Platform, payment_faults
+from ops.drills import faults
+from ops.drills.broker_proxy import proxy_faults_reset, proxy_faults_write
+from ops.drills.report import Prometheus
+from ops.drills.runner import drill_run
+from ops.drills.scenarios import SCENARIOS, Context
+from tests.factories import ProductFactory, UserFactory
+from tests.servers import free_port
+from tests.support import ROOT, platform_process_env, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+PROGRAMS = ("web", "worker", "beat", "consumer", "events", "prometheus")
+
+
+class DrillPlatform:
+    """supervisord running PROGRAMS for the test; stopped (all of it) afterwards."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.web_port = free_port()
+        self.prometheus_port = free_port()
+        (run_dir / "logs").mkdir()
+        (run_dir / "prometheus-data").mkdir()
+        multiproc = run_dir / "prometheus"
+        multiproc.mkdir()
+        # The run command's Prometheus configuration, every second instead of every 15 s.
+        config = (ROOT / "ops" / "prometheus" / "prometheus.local.yml").read_text()
+        for placeholder, value in {"@ROOT@": str(ROOT), "@WEB_PORT@": str(self.web_port), "@PROMETHEUS_PORT@": str(self.prometheus_port),
+                                   "@ALERTMANAGER_PORT@": str(free_port()), "15s": "1s", "10s": "1s"}.items():  # fmt: skip
+            config = config.replace(placeholder, value)
+        (run_dir / "prometheus.yml").write_text(config)
+        main = (ROOT / "ops" / "supervisor" / "supervisord.conf").read_text()
+        included = " ".join(str(ROOT / "ops" / "supervisor" / "programs" / f"{name}.conf") for name in PROGRAMS)
+        self.config = run_dir / "supervisord.conf"
+        self.config.write_text(main.replace("files = programs/*.conf", f"files = {included}"))
+        self.env = platform_process_env(
+            PLATFORM_ROOT=str(ROOT), RUN_DIR=str(run_dir), PYTHON=sys.executable, PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+            WEB_PORT=str(self.web_port), PROMETHEUS_PORT=str(self.prometheus_port), PROMETHEUS_BIN=shutil.which("prometheus") or "prometheus",
+            OUTBOX_TRIGGER_ON_COMMIT="1", LOG_LEVEL="WARNING", PAYMENT_MOCK_LATENCY_SECONDS="0.01",
+        )  # fmt: skip
+        self.process: subprocess.Popen | None = None
+        self.manager = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config)],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+        def ready() -> bool:
+            try:
+                web = requests.get(f"{self.base_url}/health/live", timeout=1).status_code == 200
+                return web and requests.get(f"http://127.0.0.1:{self.prometheus_port}/-/ready", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(ready, timeout=90, interval=0.5, what="web and Prometheus of the drill platform")
+        supervisor = faults.Supervisor(self.run_dir / "supervisor.sock")
+        wait_for(lambda: all(p["statename"] == "RUNNING" for p in supervisor.processes()), timeout=60, interval=0.5,
+                 what="every program RUNNING")  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            subprocess.run(["pkill", "-KILL", "-s", str(self.process.pid)], check=False)
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def drill_platform(tmp_path, broker, monkeypatch):
+    if shutil.which("prometheus") is None:
+        pytest.fail("Prometheus is needed (Debian package: prometheus; scripts/test.sh installs it)")
+    ProductFactory.create_batch(4, inventory_quantity=500)
+    platform_manager = UserFactory(manager=True)
+    call_command("setup_schedules", stdout=io.StringIO())
+    # `manage.py payment_faults`, run by the drill, must reach the test Redis with the test settings.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "ecommerce.settings.test")
+    platform = DrillPlatform(tmp_path)
+    platform.manager = platform_manager.username
+    platform.start()
+    try:
+        yield platform
+    finally:
+        payment_faults("--reset")
+        platform.stop()
+
+
+def run(platform: DrillPlatform, scenario: str, *, fault_seconds: float | None = None, duration: float | None = None):
+    site = faults.Site(
+        root=ROOT, run_dir=platform.run_dir, kafka_port=0, bootstrap_servers=list(settings.KAFKA_BOOTSTRAP_SERVERS),
+        redis_url=settings.REDIS_URL, database_url="",
+    )  # fmt: skip
+    options = argparse.Namespace(
+        base_url=platform.base_url, rate=2.0, duration=duration, fault_at=3.0, fault_seconds=fault_seconds,
+        settle_timeout=60.0, alert_timeout=40.0, request_timeout=10.0,
+    )  # fmt: skip
+    manager = Platform(platform.base_url, username=platform.manager, password="password123", metrics_token=None, timeout_seconds=10)
+    context = Context(site=site, supervisor=faults.Supervisor(platform.run_dir / "supervisor.sock"))
+    return drill_run(
+        SCENARIOS[scenario], context=context, platform=manager, prometheus=Prometheus(f"http://127.0.0.1:{platform.prometheus_port}"), options=options
+    )  # fmt: skip
+
+
+def test_consumer_kill_drill_keeps_every_order_and_fires_process_restarting(drill_platform):
+    supervisor = faults.Supervisor(drill_platform.run_dir / "supervisor.sock")
+    consumer = supervisor.pid("consumer")
+
+    report = run(drill_platform, "consumer-kill")
+
+    print(report.render())
+    assert report.passed, report.violations
+    assert supervisor.pid("consumer") != consumer  # really killed, and restarted
+    assert report.placed >= 20 and report.placed == report.statuses["PAID"]
+    assert not (report.lost or report.stuck or report.paid_twice or report.stock_mismatches)
+    assert any(alert.name == "ProcessRestarting" and alert.labels.get("process") == "consumer" for alert in report.alerts)
+    assert report.first_paid_after_undo is not None
+
+
+def test_payment_slow_drill_fails_or_pays_every_order_once_and_recovers(drill_platform):
+    started = time.time()
+
+    # Long enough for one order's three attempts (5 s limit each, 1 s and 2 s apart) to all time out.
+    # The load goes on 20 s after it (the runner's default), so new orders show the recovery.
+    report = run(drill_platform, "payment-slow", fault_seconds=20.0)
+
+    print(report.render())
+    assert report.passed, report.violations
+    assert report.statuses["FAILED"] >= 1  # the provider really was too slow
+    assert report.statuses["PAID"] >= 1 and report.first_paid_after_undo is not None  # and healed afterwards
+    assert set(report.statuses) <= {"PAID", "FAILED"}
+    assert report.placed == sum(report.statuses.values())
+    assert payment_faults("--show").stdout.count('"overrides": {}') == 1  # the switch was reset
+    assert time.time() - started < 150
+
+
+def test_broker_proxy_adds_the_delay_it_is_told_and_heals_when_the_file_goes(tmp_path):
+    """The broker-latency drill's proxy, in front of a real TCP echo server."""
+    echo = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: _echo(echo), daemon=True).start()
+    listen_port, control = free_port(), tmp_path / "faults.json"
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "ops.drills.broker_proxy", "--listen", f"127.0.0.1:{listen_port}",
+         "--target", f"127.0.0.1:{echo.getsockname()[1]}", "--control", str(control)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _connectable(listen_port), timeout=15, what="the proxy listening")
+
+        def round_trip() -> float:
+            with socket.create_connection(("127.0.0.1", listen_port), timeout=10) as client:
+                started = time.monotonic()
+                client.sendall(b"ping")
+                assert client.recv(16) == b"ping"
+                return time.monotonic() - started
+
+        assert round_trip() < 0.15
+        proxy_faults_write(control, delay_seconds=0.3, loss=0.0)
+        time.sleep(0.6)  # re-read at most twice a second
+        assert 0.6 <= round_trip() < 1.5  # 0.3 s each way
+        proxy_faults_reset(control)
+        time.sleep(0.6)
+        assert round_trip() < 0.15
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+        echo.close()
+
+
+def _connectable(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _echo(server) -> None:
+    while True:
+        try:
+            connection, _ = server.accept()
+        except OSError:
+            return
+        with connection:
+            while data := connection.recv(4096):
+                connection.sendall(data)
