@@ -18,7 +18,7 @@ from django.db.models import Sum
 from django.db.utils import Error as DatabaseError
 
 from bench.load import CheckoutResult
-from checkout.models import Product
+from catalog.models import Product
 from ecommerce.kafka.client import topic_values
 from ecommerce.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
 from orders.events import ORDER_CREATED, PAYMENT_COMPLETED
