@@ -11,26 +11,23 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-
-from tests.support import outbox_test_event
 from django.db import connection
 from django.utils import timezone
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from checkout.cart_cache import cart_cache_get, cart_cache_reset_for_tests
-from celery_app import app as celery_app
-from checkout.idempotency import idempotency_records_expired_delete
-from checkout.tasks import cart_cleanup
-from checkout.models import IdempotencyRecord
-from outbox.models import OutboxEvent, OutboxStatus
-from deadletters.models import DeadLetter
-from resilience.policies import breaker_for, breakers_reset
-from tests.support import free_port, wait_for
-
 # The modules declaring counters the alerts read, as the processes that count them load them.
-import orders.consumer  # noqa: E402,F401
-import orders.payments  # noqa: E402,F401
+import orders.consumer  # noqa: F401
+import orders.payments  # noqa: F401
+from celery_app import app as celery_app
+from checkout.cart_cache import cart_cache_get, cart_cache_reset_for_tests
+from checkout.idempotency import idempotency_records_expired_delete
+from checkout.models import IdempotencyRecord
+from checkout.tasks import cart_cleanup
+from outbox.models import OutboxEvent, OutboxStatus
+from resilience.policies import breaker_for, breakers_reset
+from tests.ops.states import dead_letter
+from tests.support import free_port, outbox_test_event, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -184,22 +181,6 @@ class TestBreakerTransitionTime:
         assert sample(after, "circuit_breaker_state", breaker="kafkaPublisher") == 1.0
 
 
-def dead_letter(topic: str, offset: int, *, resolved: bool = False) -> DeadLetter:
-    return DeadLetter.objects.create(
-        original_topic=topic,
-        original_partition=0,
-        original_offset=offset,
-        consumer_group="order-service-group",
-        dead_letter_topic=topic + ".dlq",
-        value=b"{}",
-        exception_class="ValueError",
-        exception_message="bad",
-        stack_trace="",
-        attempts=1,
-        resolved_at=timezone.now() if resolved else None,
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 class TestDeadLettersUnresolved:
     def test_counts_unresolved_rows_by_original_topic_with_known_topics_at_zero(self, client):
@@ -207,9 +188,9 @@ class TestDeadLettersUnresolved:
         assert sample(empty, "dead_letters_unresolved", topic="orders.created") == 0.0
         assert sample(empty, "dead_letters_unresolved", topic="payments.completed") == 0.0
 
-        dead_letter("orders.created", 1)
-        dead_letter("orders.created", 2)
-        dead_letter("orders.created", 3, resolved=True)
+        dead_letter(offset=1)
+        dead_letter(offset=2)
+        dead_letter(offset=3, resolved=True)
 
         _, samples = scrape(client)
         assert sample(samples, "dead_letters_unresolved", topic="orders.created") == 2.0
