@@ -23,13 +23,12 @@ from celery_app import job_last_successes
 from deadletters.models import DeadLetter
 from ecommerce.kafka.client import PartitionPosition, consumer_group_positions
 from ecommerce.kafka.topics import ORDERS_CREATED
-from orders.models import Order, OrderStatus
+from orders.models import UNSETTLED_STATUSES, Order
 from outbox.models import OutboxEvent, OutboxStatus
 from resilience.breaker import State
 from resilience.policies import DEFAULT_POLICIES, breaker_for
 
 __all__ = [
-    "STUCK_STATUSES",
     "BreakerStatus",
     "ConsumerPositions",
     "breaker_statuses",
@@ -43,7 +42,6 @@ __all__ = [
 ]
 
 # The statuses reconciliation drives on when an order stays in them too long.
-STUCK_STATUSES = (OrderStatus.PENDING, OrderStatus.PROCESSING)
 
 
 @dataclass(frozen=True)
@@ -87,10 +85,10 @@ def dead_letters_unresolved_by_topic() -> dict[str, int]:
 
 
 def orders_stuck_counts(*, cutoff: datetime) -> dict[str, int]:
-    """Count orders in each of STUCK_STATUSES whose last change is older than `cutoff` (0 when none)."""
-    counts = dict.fromkeys(STUCK_STATUSES, 0)
+    """Count orders in each of UNSETTLED_STATUSES whose last change is older than `cutoff` (0 when none)."""
+    counts = dict.fromkeys(UNSETTLED_STATUSES, 0)
     counts.update(
-        Order.objects.filter(status__in=STUCK_STATUSES, updated_at__lt=cutoff)
+        Order.objects.filter(status__in=UNSETTLED_STATUSES, updated_at__lt=cutoff)
         .values_list("status")
         .annotate(count=Count("id"))
         .order_by()

@@ -31,6 +31,11 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# Not yet PAID, FAILED or CANCELLED: what order management still owes an order
+# (reconciliation re-drives these; the stuck-order gauge and the drills count them).
+UNSETTLED_STATUSES: tuple[str, ...] = (OrderStatus.PENDING, OrderStatus.PROCESSING)
+
+
 class OrderNumberSequence(models.Model):
     """One row a day; checkout increments it to number that day's orders."""
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from orders.events import ORDER_CREATED
 from orders.metrics import PAYMENT_REFUNDS, RECONCILED, UNMATCHED_CHARGES
-from orders.models import Order, OrderStatus
+from orders.models import UNSETTLED_STATUSES, Order, OrderStatus
 from orders.payments import GatewayCharge, payment_gateway, payment_refund
 from orders.processing import OrderCreatedEvent, order_created_apply, order_created_from_payload
 from orders.services import REFUNDABLE_STATUSES, order_created_event_create, order_payment_refund
@@ -54,7 +54,6 @@ MIN_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 # Recorded as the processed event's topic when reconciliation, not Kafka, delivered it.
 RECONCILIATION_SOURCE = "reconciliation"
-UNSETTLED = (OrderStatus.PENDING, OrderStatus.PROCESSING)
 SETTLED_PAID = (OrderStatus.PAID, OrderStatus.FULFILLED)
 # Listing the provider's charges is one outbound call: bounded like any other.
 CHARGES_LIST_TIMEOUT_SECONDS = 30.0
@@ -193,7 +192,7 @@ def orders_reconcile(
     report = ReconcileReport()
     deadline = time.monotonic() + time_budget_seconds
     started = timezone.now()
-    stuck = Order.objects.filter(status__in=UNSETTLED, updated_at__lt=started - timedelta(seconds=older_than_seconds))
+    stuck = Order.objects.filter(status__in=UNSETTLED_STATUSES, updated_at__lt=started - timedelta(seconds=older_than_seconds))
     while time.monotonic() < deadline:
         claimed, flagged = _claim(
             stuck,
@@ -282,7 +281,7 @@ def payment_charges_audit(
         try:
             if status is None:
                 _refund_unmatched(charge, report)
-            elif status in UNSETTLED:
+            elif status in UNSETTLED_STATUSES:
                 report.deferred += 1
             else:
                 _refund_order(order_id, max_attempts=max_attempts, backoff_base_seconds=backoff_base_seconds, report=report)

@@ -22,10 +22,9 @@ from catalog.models import Product
 from ecommerce.kafka.client import topic_values
 from ecommerce.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
 from orders.events import ORDER_CREATED, PAYMENT_COMPLETED
-from orders.models import MockGatewayCharge, Order, OrderItem, OrderStatus
+from orders.models import UNSETTLED_STATUSES, MockGatewayCharge, Order, OrderItem, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
 
-UNSETTLED = (OrderStatus.PENDING, OrderStatus.PROCESSING)
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -47,7 +46,7 @@ def stock_snapshot(product_ids: list[str]) -> dict[str, int]:
 
 def unsettled_counts(*, since: datetime) -> tuple[int, int]:
     """(orders created since `since` not yet terminal, outbox rows PENDING)."""
-    orders = Order.objects.filter(created_at__gte=since, status__in=UNSETTLED).count()
+    orders = Order.objects.filter(created_at__gte=since, status__in=UNSETTLED_STATUSES).count()
     return orders, OutboxEvent.objects.filter(status=OutboxStatus.PENDING).count()
 
 
@@ -253,7 +252,7 @@ def report_build(
     report.lost = sorted(numbers - set(by_number))
     if report.lost:
         report.violations.append(f"{len(report.lost)} orders answered 201 but do not exist")
-    report.stuck = sorted(order.order_number for order in orders if order.status in UNSETTLED)
+    report.stuck = sorted(order.order_number for order in orders if order.status in UNSETTLED_STATUSES)
     if report.stuck:
         report.violations.append(f"{len(report.stuck)} orders are not terminal after the wait")
 
