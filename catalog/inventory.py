@@ -16,7 +16,6 @@ from django.db.models import F, Model, QuerySet
 
 from catalog.models import Product
 
-
 RowT = TypeVar("RowT", bound=Model)
 
 

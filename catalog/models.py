@@ -11,7 +11,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from ecommerce.models import TimestampedModel
+from kernel.models import TimestampedModel
 
 
 class Category(TimestampedModel):

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from catalog.models import Product
-from ecommerce.models import TimestampedModel
+from kernel.models import TimestampedModel
 
 
 class Cart(TimestampedModel):

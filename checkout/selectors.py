@@ -1,40 +1,12 @@
-"""Reads of the customer side: catalog queries and the cart document."""
-import uuid
+"""Reads of the customer side: the cart document."""
 from typing import Any
 
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from checkout.cart_cache import cart_cache_get, cart_cache_set
-from catalog.models import Category, Product
 from checkout.models import Cart, CartItem
-from ecommerce.errors import NotFound
-from ecommerce.timestamps import utc_timestamp
-
-
-def category_list() -> QuerySet[Category]:
-    return Category.objects.order_by("name")
-
-
-def category_get(*, category_id: uuid.UUID) -> Category:
-    category = Category.objects.filter(id=category_id).first()
-    if category is None:
-        raise NotFound(f"Category {category_id} not found.")
-    return category
-
-
-def product_list(*, category_id: uuid.UUID | None, is_active: bool) -> QuerySet[Product]:
-    queryset = Product.objects.filter(is_active=is_active)
-    if category_id is not None:
-        queryset = queryset.filter(category_id=category_id)
-    return queryset.order_by("name", "id")
-
-
-def product_get(*, product_id: uuid.UUID) -> Product:
-    product = Product.objects.filter(id=product_id).first()
-    if product is None:
-        raise NotFound(f"Product {product_id} not found.")
-    return product
+from kernel.errors import NotFound
+from kernel.timestamps import utc_timestamp
 
 
 def _money(value: Any) -> str:

@@ -2,9 +2,10 @@ from django.contrib import admin
 from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from catalog import apis as catalog_apis
 from checkout import apis as checkout_apis
 from ecommerce import health
-from ecommerce.auth import LoginApi, metrics_access
+from kernel.auth import LoginApi, metrics_access
 from ecommerce.metrics import metrics
 from orders import apis as order_apis
 
@@ -26,10 +27,10 @@ register_converter(OrderNumberConverter, "order_number")
 
 api_v1 = [
     path("auth/login", LoginApi.as_view(), name="auth-login"),
-    path("categories", checkout_apis.CategoryListApi.as_view(), name="category-list"),
-    path("categories/<uuid:category_id>", checkout_apis.CategoryDetailApi.as_view(), name="category-detail"),
-    path("products", checkout_apis.ProductListApi.as_view(), name="product-list"),
-    path("products/<uuid:product_id>", checkout_apis.ProductDetailApi.as_view(), name="product-detail"),
+    path("categories", catalog_apis.CategoryListApi.as_view(), name="category-list"),
+    path("categories/<uuid:category_id>", catalog_apis.CategoryDetailApi.as_view(), name="category-detail"),
+    path("products", catalog_apis.ProductListApi.as_view(), name="product-list"),
+    path("products/<uuid:product_id>", catalog_apis.ProductDetailApi.as_view(), name="product-detail"),
     path("carts/<str:session_id>", checkout_apis.CartApi.as_view(), name="cart"),
     path("carts/<str:session_id>/items", checkout_apis.CartItemAddApi.as_view(), name="cart-items"),
     path("carts/<str:session_id>/items/<uuid:item_id>", checkout_apis.CartItemApi.as_view(), name="cart-item"),
@@ -52,7 +53,7 @@ urlpatterns = [
     path("metrics", metrics_access(metrics), name="metrics"),
 ]
 
-handler400 = "ecommerce.problems.handler400"
-handler403 = "ecommerce.problems.handler403"
-handler404 = "ecommerce.problems.handler404"
-handler500 = "ecommerce.problems.handler500"
+handler400 = "kernel.problems.handler400"
+handler403 = "kernel.problems.handler403"
+handler404 = "kernel.problems.handler404"
+handler500 = "kernel.problems.handler500"

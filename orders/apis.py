@@ -6,10 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ecommerce.api import parse
-from ecommerce.auth import IsManager
-from ecommerce.openapi import problem_responses
-from ecommerce.pagination import page_of, page_output
+from kernel.api import parse
+from kernel.auth import IsManager
+from kernel.openapi import problem_responses
+from kernel.pagination import page_of, page_output
 from orders import selectors, services
 from orders.serializers import OrderCancelInput, OrderFulfillInput, OrderListQuery, OrderOutput
 

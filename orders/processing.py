@@ -28,9 +28,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ecommerce.correlation import set_correlation_id
-from ecommerce.db import delete_in_batches
-from ecommerce.kafka.client import IncomingMessage
+from kernel.correlation import set_correlation_id
+from kernel.db import delete_in_batches
+from kernel.kafka.consumer import IncomingMessage
 from orders.events import EVENT_VERSION, ORDER_CREATED
 from orders.metrics import DUPLICATES, PROCESSED, PROCESSING_SECONDS
 from orders.models import (

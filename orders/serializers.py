@@ -6,7 +6,7 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
-from ecommerce.pagination import PagedQuery
+from kernel.pagination import PagedQuery
 from orders.models import OrderStatus
 
 _BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

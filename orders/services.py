@@ -9,9 +9,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.inventory import stock_release
-from ecommerce.errors import Conflict, NotFound
-from ecommerce.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
-from ecommerce.timestamps import utc_timestamp
+from kernel.errors import Conflict, NotFound
+from kernel.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
+from kernel.timestamps import utc_timestamp
 from orders.events import (
     ORDER_CREATED,
     PAYMENT_COMPLETED,

@@ -4,10 +4,11 @@ State only: the tables `checkout_category` and `checkout_product` already
 exist (checkout 0001) and keep their names, indexes and constraints.
 """
 
-import django.core.validators
-import django.db.models.deletion
 import uuid
 from decimal import Decimal
+
+import django.core.validators
+import django.db.models.deletion
 from django.db import migrations, models
 
 

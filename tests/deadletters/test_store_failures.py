@@ -7,8 +7,9 @@ from prometheus_client import REGISTRY
 
 from deadletters.models import DeadLetter
 from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
-from ecommerce.kafka.client import EventConsumer, IncomingMessage, topics_ensure
-from ecommerce.kafka.topics import TopicSpec, dead_letter_topic
+from kernel.kafka.admin import topics_ensure
+from kernel.kafka.consumer import EventConsumer, IncomingMessage
+from kernel.kafka.topics import TopicSpec, dead_letter_topic
 from orders.consumer import OrderCreatedConsumer
 from orders.processing import PoisonMessage
 from tests.support import committed_offsets, produce, read_topic, wait_for
