@@ -5,7 +5,7 @@ is read and served, and a worker accepts no more connections than it has
 threads, so a connection waiting for a free thread is left in the listen
 backlog for another worker instead of queueing behind slow clients. Clients
 that trickle their bodies therefore tie up at most one thread each, and a stall
-of `REQUEST_READ_TIMEOUT_SECONDS` ends theirs (kernel/slow_clients.py).
+of `REQUEST_READ_TIMEOUT_SECONDS` ends theirs (core/slow_clients.py).
 In containers, nginx buffers whole requests before gunicorn sees them.
 """
 import os

@@ -300,7 +300,7 @@ def main() -> None:
     try:
         bench(arguments)
     finally:
-        from kernel.kafka.producer import event_producer_reset
+        from core.kafka.producer import event_producer_reset
 
         event_producer_reset()  # closed before its broker goes, so it does not log the loss
         broker.kill()
@@ -314,8 +314,8 @@ def bench(arguments: argparse.Namespace) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from kernel.kafka.admin import topics_ensure
-    from kernel.kafka.topics import TopicSpec
+    from core.kafka.admin import topics_ensure
+    from core.kafka.topics import TopicSpec
 
     call_command("migrate", verbosity=0)
     bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS

@@ -17,10 +17,10 @@ from catalog.serializers import (
     ProductOutput,
     ProductQuery,
 )
-from kernel.api import parse
-from kernel.auth import ManagerOrReadOnly
-from kernel.openapi import problem_responses
-from kernel.pagination import page_of, page_output
+from core.api import parse
+from core.auth import ManagerOrReadOnly
+from core.openapi import problem_responses
+from core.pagination import page_of, page_output
 
 
 class CategoryListApi(APIView):

@@ -11,7 +11,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from kernel.models import TimestampedModel
+from core.models import TimestampedModel
 
 
 class Category(TimestampedModel):

@@ -5,8 +5,8 @@ from contextlib import AbstractContextManager
 from django.db.models import QuerySet
 
 from catalog.models import Category, Product
-from kernel.db import statement_timeout
-from kernel.errors import NotFound
+from core.db import statement_timeout
+from core.errors import NotFound
 from resilience.policies import policy
 
 

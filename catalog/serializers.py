@@ -4,7 +4,7 @@ from decimal import Decimal
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from kernel.pagination import PagedQuery
+from core.pagination import PagedQuery
 
 
 class CategoryInput(serializers.Serializer):

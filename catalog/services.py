@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.models import Category, Product
-from kernel.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound
 
 logger = logging.getLogger(__name__)
 

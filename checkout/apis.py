@@ -21,12 +21,12 @@ from checkout.serializers import (
     CheckoutInput,
     CheckoutOutput,
 )
-from kernel.api import parse
-from kernel.correlation import get_correlation_id
-from kernel.errors import InvalidRequest
-from kernel.openapi import problem_responses
-from kernel.problems import PROBLEM_CONTENT_TYPE, domain_error_body
-from kernel.throttles import CheckoutClientThrottle
+from core.api import parse
+from core.correlation import get_correlation_id
+from core.errors import InvalidRequest
+from core.openapi import problem_responses
+from core.problems import PROBLEM_CONTENT_TYPE, domain_error_body
+from core.throttles import CheckoutClientThrottle
 from orders.services import CustomerInfo, ShippingAddress
 
 _SESSION_ID = re.compile(rf"^[A-Za-z0-9._~-]{{1,{SESSION_ID_MAX_LENGTH}}}$")

@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from checkout.metrics import IDEMPOTENCY_CLEANUP_DELETED, IDEMPOTENCY_REPLAYS
 from checkout.models import IdempotencyRecord
-from kernel.db import delete_in_batches
-from kernel.errors import Conflict, DomainError, InvalidRequest, Unprocessable
+from core.db import delete_in_batches
+from core.errors import Conflict, DomainError, InvalidRequest, Unprocessable
 
 logger = logging.getLogger(__name__)
 

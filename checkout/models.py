@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from catalog.models import Product
-from kernel.models import TimestampedModel
+from core.models import TimestampedModel
 
 
 class Cart(TimestampedModel):

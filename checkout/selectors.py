@@ -5,8 +5,8 @@ from django.utils import timezone
 
 from checkout.cart_cache import cart_cache_get, cart_cache_set
 from checkout.models import Cart, CartItem
-from kernel.errors import NotFound
-from kernel.timestamps import utc_timestamp
+from core.errors import NotFound
+from core.timestamps import utc_timestamp
 
 
 def _money(value: Any) -> str:

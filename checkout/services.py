@@ -10,8 +10,8 @@ from catalog.inventory import stock_lock_related, stock_shortages, stock_take
 from catalog.models import Product
 from checkout.cart_cache import cart_cache_delete
 from checkout.models import Cart, CartItem
-from kernel.db import delete_in_batches
-from kernel.errors import Conflict, InvalidRequest, NotFound
+from core.db import delete_in_batches
+from core.errors import Conflict, InvalidRequest, NotFound
 from orders.models import Order
 from orders.services import CustomerInfo, OrderLine, order_create
 

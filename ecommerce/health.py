@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from kernel.kafka.connection import broker_ping
+from core.kafka.connection import broker_ping
 from resilience.redis_client import fail_fast_client
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from catalog import apis as catalog_apis
 from checkout import apis as checkout_apis
 from ecommerce import health
-from kernel.auth import LoginApi, metrics_access
+from core.auth import LoginApi, metrics_access
 from ecommerce.metrics import metrics
 from orders import apis as order_apis
 
@@ -53,7 +53,7 @@ urlpatterns = [
     path("metrics", metrics_access(metrics), name="metrics"),
 ]
 
-handler400 = "kernel.problems.handler400"
-handler403 = "kernel.problems.handler403"
-handler404 = "kernel.problems.handler404"
-handler500 = "kernel.problems.handler500"
+handler400 = "core.problems.handler400"
+handler403 = "core.problems.handler403"
+handler404 = "core.problems.handler404"
+handler500 = "core.problems.handler500"

@@ -6,10 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kernel.api import parse
-from kernel.auth import IsManager
-from kernel.openapi import problem_responses
-from kernel.pagination import page_of, page_output
+from core.api import parse
+from core.auth import IsManager
+from core.openapi import problem_responses
+from core.pagination import page_of, page_output
 from orders import selectors, services
 from orders.serializers import OrderCancelInput, OrderFulfillInput, OrderListQuery, OrderOutput
 

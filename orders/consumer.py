@@ -6,7 +6,7 @@ decides what happens around it:
 * `message_decide` runs the processing with its retries and says what became
   of the message: done, dead-letter it, or deliver it again later;
 * `OrderCreatedConsumer.settle` carries that decision out on a pool thread of
-  the key-ordered executor (`kernel.kafka.ordered`): it answers DONE once
+  the key-ordered executor (`core.kafka.ordered`): it answers DONE once
   the message's database work committed, DEAD_LETTERED once its dead letter is
   safe, RETRY when it must run again later;
 * `OrderCreatedConsumer.run` is the loop, the only caller of Kafka: poll,
@@ -40,11 +40,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
-from kernel.db import ThreadConnections
-from kernel.kafka.admin import topics_check, topics_mismatch_log
-from kernel.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
-from kernel.kafka.ordered import Disposition, OrderedExecutor
-from kernel.kafka.topics import ORDERS_CREATED, TOPICS
+from core.db import ThreadConnections
+from core.kafka.admin import topics_check, topics_mismatch_log
+from core.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
+from core.kafka.ordered import Disposition, OrderedExecutor
+from core.kafka.topics import ORDERS_CREATED, TOPICS
 from orders.metrics import BROKER_ERRORS, CONSUMED, DEAD_LETTERED, HEARTBEAT, IN_FLIGHT, TRANSIENT_RETRIES
 from orders.payments import mock_gateway_connections_close
 from orders.processing import PoisonMessage, process_order_created_message

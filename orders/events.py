@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import TypedDict
 
-from kernel.timestamps import utc_timestamp
+from core.timestamps import utc_timestamp
 
 EVENT_VERSION = "1.0"
 ORDER_CREATED = "ORDER_CREATED"

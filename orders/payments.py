@@ -24,7 +24,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import F
 from django.utils import timezone
 
-from kernel.db import ThreadConnections
+from core.db import ThreadConnections
 from orders.metrics import PAYMENT_ATTEMPTS
 from orders.models import MockGatewayCharge
 from orders.payment_faults import PaymentFaults, payment_faults_current

@@ -28,9 +28,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from kernel.correlation import set_correlation_id
-from kernel.db import delete_in_batches
-from kernel.kafka.consumer import IncomingMessage
+from core.correlation import set_correlation_id
+from core.db import delete_in_batches
+from core.kafka.consumer import IncomingMessage
 from orders.events import EVENT_VERSION, ORDER_CREATED
 from orders.metrics import DUPLICATES, PROCESSED, PROCESSING_SECONDS
 from orders.models import (

@@ -3,7 +3,7 @@ from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 
-from kernel.errors import NotFound
+from core.errors import NotFound
 from orders.models import Order, OrderItem
 
 

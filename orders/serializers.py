@@ -6,7 +6,7 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
-from kernel.pagination import PagedQuery
+from core.pagination import PagedQuery
 from orders.models import OrderStatus
 
 _BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -9,9 +9,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.inventory import stock_release
-from kernel.errors import Conflict, NotFound
-from kernel.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
-from kernel.timestamps import utc_timestamp
+from core.errors import Conflict, NotFound
+from core.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
+from core.timestamps import utc_timestamp
 from orders.events import (
     ORDER_CREATED,
     PAYMENT_COMPLETED,

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from kernel.kafka.producer import EventProducer, OutgoingMessage, SendResult, SendStatus, event_producer, event_producer_reset
+from core.kafka.producer import EventProducer, OutgoingMessage, SendResult, SendStatus, event_producer, event_producer_reset
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from kernel.db import delete_in_batches, in_batches
+from core.db import delete_in_batches, in_batches
 from outbox.metrics import PURGED, REQUEUED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_wake_on_commit

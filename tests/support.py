@@ -14,13 +14,13 @@ from django.conf import settings
 from django.db import connection
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from kernel.kafka.admin import topics_ensure
+from core.kafka.admin import topics_ensure
 
-from kernel.kafka.connection import NoAutoCreateClient
-from kernel.kafka.topics import TOPICS, TopicSpec
+from core.kafka.connection import NoAutoCreateClient
+from core.kafka.topics import TOPICS, TopicSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-# The tests' own clients never create a topic either (see kernel/kafka/connection.py).
+# The tests' own clients never create a topic either (see core/kafka/connection.py).
 NO_AUTO_CREATE = {"allow_auto_create_topics": False, "kafka_client": NoAutoCreateClient}
 
 
@@ -251,7 +251,7 @@ def shared_state_reset() -> None:
     """Fresh producer, breakers and relay trigger in this process; shared breaker state wiped from Redis."""
     import redis
 
-    from kernel.kafka.producer import event_producer_reset
+    from core.kafka.producer import event_producer_reset
     from outbox.trigger import outbox_trigger_reset
     from resilience.policies import breakers_reset
 

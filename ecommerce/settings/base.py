@@ -36,16 +36,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "kernel.slow_clients.RequestReadTimeoutMiddleware",
+    "core.slow_clients.RequestReadTimeoutMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "kernel.correlation.CorrelationIdMiddleware",
+    "core.correlation.CorrelationIdMiddleware",
     # Before everything that costs: a refused request does no other work. Its
     # 503 is counted by django-prometheus and carries the correlation id.
-    "kernel.shedding.LoadSheddingMiddleware",
+    "core.shedding.LoadSheddingMiddleware",
     # Inside the correlation id (its problems carry it), outside everything
     # that can answer an error page.
-    "kernel.problems.ApiProblemMiddleware",
-    "kernel.problems.DatabaseUnavailableMiddleware",
+    "core.problems.ApiProblemMiddleware",
+    "core.problems.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files from gunicorn itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -107,13 +107,13 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# Request limits (kernel/parsers.py, kernel/slow_clients.py). A body over
+# Request limits (core/parsers.py, core/slow_clients.py). A body over
 # this many bytes answers 413; the largest legitimate body (a product with a
 # 10,000-character description) is far below it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
 # A client that sends nothing of its body for this long loses the request (408).
 REQUEST_READ_TIMEOUT_SECONDS = env.float("REQUEST_READ_TIMEOUT_SECONDS", default=10.0)
-# Load shedding (kernel/shedding.py): API requests working at once per web
+# Load shedding (core/shedding.py): API requests working at once per web
 # process (at least 2, below gunicorn's threads, which stay free to refuse the
 # excess and answer health checks), and the Retry-After of the 503 beyond it.
 # 8 of 10 threads: at 4, bursts of an open-loop 25 checkouts/s (below capacity)
@@ -125,7 +125,7 @@ WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
-# /metrics (kernel/auth.py `metrics_access`): open unless production settings
+# /metrics (core/auth.py `metrics_access`): open unless production settings
 # require a bearer token or a client address in one of the allowed networks.
 METRICS_AUTH_REQUIRED = False
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")

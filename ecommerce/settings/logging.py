@@ -7,7 +7,7 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="json")  # "json" or "text"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "kernel.correlation.CorrelationIdLogFilter"}},
+    "filters": {"correlation": {"()": "core.correlation.CorrelationIdLogFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

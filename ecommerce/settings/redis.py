@@ -17,8 +17,8 @@ def redis_settings(redis_url: str, *, resilience_redis_url: str = "", cache_key_
         "REDIS_URL": redis_url,
         "CACHES": {
             "default": {
-                # One redis client per pool, not per call (kernel/cache.py).
-                "BACKEND": "kernel.cache.ReusedClientRedisCache",
+                # One redis client per pool, not per call (core/cache.py).
+                "BACKEND": "core.cache.ReusedClientRedisCache",
                 "LOCATION": redis_url,
                 "KEY_PREFIX": cache_key_prefix,
                 "OPTIONS": {

@@ -10,12 +10,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "kernel.renderers.ProblemJSONRenderer",
+        "core.renderers.ProblemJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["kernel.parsers.GuardedJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "kernel.openapi.ApiAutoSchema",
-    "EXCEPTION_HANDLER": "kernel.problems.problem_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.GuardedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "core.problems.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
     # Throttles count in Django's cache (Redis), so every web worker shares them.
@@ -30,7 +30,7 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("API_TRUSTED_PROXY_COUNT", default=0),
 }
 
-# Deepest JSON body accepted (kernel/parsers.py); ours nest three levels.
+# Deepest JSON body accepted (core/parsers.py); ours nest three levels.
 API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=20)
 
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=env.int("JWT_ACCESS_TOKEN_MINUTES", default=60))

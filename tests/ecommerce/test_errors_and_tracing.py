@@ -11,7 +11,7 @@ from django.db import connections
 
 from catalog.models import Category
 from checkout.models import Cart
-from kernel.correlation import CorrelationIdLogFilter
+from core.correlation import CorrelationIdLogFilter
 from orders.models import Order
 from outbox.models import OutboxEvent
 from tests.api import API, PROBLEM, add_to_cart, assert_problem, customer_info

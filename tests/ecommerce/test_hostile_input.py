@@ -10,7 +10,7 @@ from django.conf import settings
 
 from checkout.idempotency import request_fingerprint
 from checkout.models import IdempotencyRecord
-from kernel.errors import InvalidRequest
+from core.errors import InvalidRequest
 from orders.models import Order
 from outbox.models import OutboxEvent
 from tests.api import API, add_to_cart, assert_problem, customer_info

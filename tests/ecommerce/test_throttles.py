@@ -9,7 +9,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from kernel.throttles import CheckoutClientThrottle, LoginClientThrottle, LoginUsernameThrottle
+from core.throttles import CheckoutClientThrottle, LoginClientThrottle, LoginUsernameThrottle
 from orders.models import Order
 from tests.api import API, add_to_cart, assert_problem, checkout
 from tests.factories import UserFactory

@@ -19,8 +19,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from kernel.correlation import get_correlation_id
-from kernel.errors import DomainError, InvalidRequest
+from core.correlation import get_correlation_id
+from core.errors import DomainError, InvalidRequest
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         return _problem(413, _too_large_detail(), None)
     if isinstance(exc, UnreadablePostError):
         # The client stopped sending its body (or sent it slower than the
-        # read timeout allows); see `kernel.slow_clients`.
+        # read timeout allows); see `core.slow_clients`.
         return _problem(408, BODY_NOT_RECEIVED, None)
     if isinstance(exc, DomainError):
         set_rollback()
@@ -253,7 +253,7 @@ class DatabaseUnavailableMiddleware:
 
 
 API_PREFIX = "/api/"
-# The 408's detail: the client stopped sending its body (kernel.slow_clients).
+# The 408's detail: the client stopped sending its body (core.slow_clients).
 BODY_NOT_RECEIVED = "The request body was not received in time."
 
 

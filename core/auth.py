@@ -14,10 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import AccessToken
 
-from kernel.errors import DomainError
-from kernel.openapi import problem_responses
-from kernel.problems import problem_response
-from kernel.throttles import LoginClientThrottle, LoginUsernameThrottle
+from core.errors import DomainError
+from core.openapi import problem_responses
+from core.problems import problem_response
+from core.throttles import LoginClientThrottle, LoginUsernameThrottle
 
 
 class InvalidCredentials(DomainError):
@@ -33,7 +33,7 @@ def user_is_manager(user) -> bool:
 
 class IsManager(permissions.BasePermission):
     message = "This operation needs a manager."
-    # Methods anyone may call; the OpenAPI schema reads it (kernel.openapi).
+    # Methods anyone may call; the OpenAPI schema reads it (core.openapi).
     anonymous_methods: tuple[str, ...] = ()
 
     def has_permission(self, request: Request, view) -> bool:

@@ -12,7 +12,7 @@ from kafka.errors import (
     for_code,
 )
 
-from kernel.kafka.connection import NoAutoCreateClient, admin_client, broker_ping
+from core.kafka.connection import NoAutoCreateClient, admin_client, broker_ping
 
 logger = logging.getLogger(__name__)
 

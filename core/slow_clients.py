@@ -6,7 +6,7 @@ a client announcing a large body and trickling it holds that thread for as long
 as it likes. gunicorn has no option for this (its worker timeout watches the
 worker process, not a request), so the socket gunicorn exposes to the WSGI
 application gets one here. A client that sends nothing for
-`REQUEST_READ_TIMEOUT_SECONDS` fails the read; `kernel.problems` answers
+`REQUEST_READ_TIMEOUT_SECONDS` fails the read; `core.problems` answers
 408. In containers the buffering reverse proxy in front of gunicorn receives
 whole bodies before passing them on; this is the guard for direct exposure.
 """

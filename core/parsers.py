@@ -6,7 +6,7 @@ Python's recursion limit, `\\ud800`-style escapes that decode to lone surrogates
 (no UTF-8 encoding exists for them, so the first `.encode()` raises), and NUL
 characters (PostgreSQL cannot store them in text). The body-size limit is
 Django's `DATA_UPLOAD_MAX_MEMORY_SIZE`, which DRF enforces by reading
-`request.body` before calling this parser; `kernel.problems` answers it 413.
+`request.body` before calling this parser; `core.problems` answers it 413.
 """
 import re
 from collections.abc import Mapping

@@ -5,11 +5,11 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 
-from kernel.problems import PROBLEM_CONTENT_TYPE, problem_title
+from core.problems import PROBLEM_CONTENT_TYPE, problem_title
 
 
 class ProblemOutput(serializers.Serializer):
-    """RFC 7807 problem details, as every error of the API is rendered (kernel.problems)."""
+    """RFC 7807 problem details, as every error of the API is rendered (core.problems)."""
 
     type = serializers.CharField()
     title = serializers.CharField()
@@ -78,7 +78,7 @@ class ApiAutoSchema(AutoSchema):
         """Whether anyone may call this operation without a token.
 
         Our permission classes say which methods they open to anonymous
-        callers (`anonymous_methods`, kernel.auth); any other permission
+        callers (`anonymous_methods`, core.auth); any other permission
         but AllowAny is taken to need a token.
         """
         return all(

@@ -4,7 +4,7 @@ DRF's `SimpleRateThrottle` keeps each bucket's request times in Django's cache,
 which is Redis here, so every gunicorn worker and every host share the counts.
 Its `timer` is a class attribute: tests replace it to step past a window. The
 rates are settings (`REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`); a throttled
-request answers 429 problem+json with `Retry-After` (kernel.problems).
+request answers 429 problem+json with `Retry-After` (core.problems).
 """
 import hashlib
 import logging

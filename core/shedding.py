@@ -43,7 +43,7 @@ from django.http.request import UnreadablePostError
 from django.urls import reverse
 from prometheus_client import Counter
 
-from kernel.problems import API_PREFIX, BODY_NOT_RECEIVED, problem_response
+from core.problems import API_PREFIX, BODY_NOT_RECEIVED, problem_response
 
 # A shed request never reaches django-prometheus' after-middleware, so its
 # responses-by-status counter does not see it: this one does.

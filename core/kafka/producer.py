@@ -20,7 +20,7 @@ from kafka.errors import (
 from django.conf import settings
 
 from resilience.policies import policy
-from kernel.kafka.connection import NoAutoCreateClient
+from core.kafka.connection import NoAutoCreateClient
 
 logger = logging.getLogger(__name__)
 

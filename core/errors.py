@@ -1,7 +1,7 @@
 """Errors that services raise and the API layer renders as problem+json.
 
 Services know nothing of HTTP; each error carries the status it maps to so the
-one exception handler in `kernel.problems` can render it.
+one exception handler in `core.problems` can render it.
 """
 from collections.abc import Mapping
 from typing import Any

@@ -17,7 +17,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from kernel.kafka.connection import NoAutoCreateClient
+from core.kafka.connection import NoAutoCreateClient
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from kernel.kafka.topics import TOPICS, TopicSpec
-from kernel.kafka.connection import admin_client
+from core.kafka.topics import TOPICS, TopicSpec
+from core.kafka.connection import admin_client
 
 logger = logging.getLogger(__name__)
 

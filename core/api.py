@@ -3,7 +3,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from kernel.problems import validation_error
+from core.problems import validation_error
 
 
 def parse(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
