@@ -3,6 +3,5 @@ checkout that writes an order and its OrderCreated outbox row in one
 transaction under an Idempotency-Key.
 
 Imports `catalog`, `orders` (order_create, which writes the outbox row), `core`
-and `resilience`;
-never `ecommerce`.
+and `resilience`; never `ecommerce`.
 """
