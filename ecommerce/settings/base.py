@@ -27,7 +27,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "ecommerce",
-    "resilience",
     "outbox",
     "deadletters",
     "catalog",
