@@ -1,4 +1,4 @@
-"""Settings shared by every environment; each concern (Kafka, outbox, checkout, orders, payments...) lives in a module named after it."""
+"""Settings shared by every environment; each concern has a module named after what it holds."""
 from .env import BASE_DIR, env
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "ecommerce",
     "outbox",
