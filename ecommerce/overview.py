@@ -28,6 +28,7 @@ from django_celery_beat.models import PeriodicTask
 
 from deadletters.models import DeadLetter
 from ecommerce.platform_state import (
+    beat_started_at,
     breaker_statuses,
     consumer_positions,
     dead_letters_unresolved_by_topic,
@@ -145,6 +146,8 @@ class PeriodicJob:
     every_seconds: int | None  # None: a crontab or other non-interval schedule
     last_success_at: datetime | None  # None: no success recorded
     stale: bool
+    # No success since beat started, and its first interval since then has not passed yet.
+    not_yet_due: bool
     url: str
 
 
@@ -292,16 +295,29 @@ def periodic_jobs(*, now: datetime) -> list[PeriodicJob]:
     The last success is the record a worker keeps when the task succeeds (the
     one `/metrics` exports), not beat's `last_run_at`, which is when beat sent
     the task: a job whose worker is down or whose task fails looks late here.
+    A job is counted from when beat started if it has not succeeded since: it
+    is "not yet due" during its first interval and late only after missing
+    runs of this start, so an hourly purge right after a start is not late.
     """
     with _bounded_queries():
         tasks = list(PeriodicTask.objects.select_related("interval").order_by("name"))
     successes = job_last_successes()
+    started_at = _from_unix(beat_started_at())
     jobs = []
     for task in tasks:
         every = int(task.interval.schedule.run_every.total_seconds()) if task.interval else None
         last_success_at = _from_unix(successes.get(task.task))
-        stale = task.enabled and every is not None and (
-            last_success_at is None or now - last_success_at > timedelta(seconds=STALE_AFTER_INTERVALS * every)
+        succeeded_since_start = last_success_at is not None and (started_at is None or last_success_at >= started_at)
+        counted_from = last_success_at if succeeded_since_start else started_at
+        not_yet_due = bool(
+            task.enabled
+            and every is not None
+            and not succeeded_since_start
+            and started_at is not None
+            and now - started_at < timedelta(seconds=every)
+        )
+        stale = bool(task.enabled and every is not None and not not_yet_due) and (
+            counted_from is None or now - counted_from > timedelta(seconds=STALE_AFTER_INTERVALS * every)
         )
         jobs.append(
             PeriodicJob(
@@ -311,6 +327,7 @@ def periodic_jobs(*, now: datetime) -> list[PeriodicJob]:
                 every_seconds=every,
                 last_success_at=last_success_at,
                 stale=stale,
+                not_yet_due=not_yet_due,
                 url=_changelist(PeriodicTask, task__exact=task.task),
             )
         )

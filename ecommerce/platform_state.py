@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 
-from celery_app import job_last_successes
+from celery_app import beat_started_at, job_last_successes
 from deadletters.models import DeadLetter
 from core.kafka.monitoring import PartitionPosition, consumer_group_positions
 from core.kafka.topics import ORDERS_CREATED
@@ -30,6 +30,7 @@ from resilience.policies import DEFAULT_POLICIES, breaker_for
 
 __all__ = [
     "BreakerStatus",
+    "beat_started_at",
     "ConsumerPositions",
     "breaker_statuses",
     "consumer_positions",

@@ -49,7 +49,7 @@ debian_ensure() {
         fi
     fi
     command -v apt-get >/dev/null 2>&1 || {
-        printf 'ERROR: %s is missing and this is not a Debian/Ubuntu machine; install the Prometheus tools (%s)\n' "$command" "$*" >&2
+        printf 'ERROR: %s is missing and this is not a Debian/Ubuntu machine; install what provides it (Debian: %s),\n    or run the whole platform in containers: docker compose up\n' "$command" "$*" >&2
         return 1
     }
     printf '[setup] installing %s (for %s)\n' "$*" "$command"

@@ -39,7 +39,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("deadletters", "0001_initial"),
-        ("resilience", "0002_dead_letters_moved"),
     ]
 
     operations = [

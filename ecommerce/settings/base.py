@@ -1,6 +1,4 @@
-"""Settings shared by every environment; integrations live in their own modules."""
-from datetime import timedelta
-
+"""Settings shared by every environment; each concern has a module named after what it holds."""
 from .env import BASE_DIR, env
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
@@ -25,9 +23,9 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "ecommerce",
-    "resilience",
     "outbox",
     "deadletters",
     "catalog",
@@ -131,17 +129,13 @@ METRICS_AUTH_REQUIRED = False
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 
-# Carts and idempotency (SPEC.md "Resilience settings" and "Idempotency-Key").
-CART_IDLE_TTL = timedelta(minutes=env.int("CART_IDLE_TTL_MINUTES", default=30))
-IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
-# Rows deleted per statement by the cleanup jobs: small enough that no batch
-# holds locks long enough to be felt on the checkout path.
-CLEANUP_BATCH_SIZE = env.int("CLEANUP_BATCH_SIZE", default=1000)
-
 from .logging import *  # noqa: E402,F401,F403
 from .redis import *  # noqa: E402,F401,F403
 from .rest import *  # noqa: E402,F401,F403
 from .celery import *  # noqa: E402,F401,F403
 from .kafka import *  # noqa: E402,F401,F403
+from .outbox import *  # noqa: E402,F401,F403
 from .resilience import *  # noqa: E402,F401,F403
+from .checkout import *  # noqa: E402,F401,F403
+from .orders import *  # noqa: E402,F401,F403
 from .payments import *  # noqa: E402,F401,F403

@@ -21,9 +21,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_PUBLISH_RETRY = False
 
-# Periodic jobs (installed by `manage.py setup_schedules`).
-IDEMPOTENCY_CLEANUP_INTERVAL_SECONDS = env.int("IDEMPOTENCY_CLEANUP_INTERVAL_SECONDS", default=3600)
-CART_CLEANUP_INTERVAL_SECONDS = env.int("CART_CLEANUP_INTERVAL_SECONDS", default=3600)
 # Celery's Django fixup closes the database connection around every task by
 # default: a new PostgreSQL backend per relay run. Reuse it instead; the
 # task_prerun hook in celery_app.py drops a connection that went bad.

@@ -50,6 +50,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The UIs' assets from drf_spectacular_sidecar's static files, served by the
+    # platform (whitenoise), instead of a CDN's @latest: the docs render on a
+    # machine without internet, and run only the pinned version's script.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # The role a user needs for the manager endpoints (SPEC.md "Manager authentication").

@@ -11,7 +11,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from celery_app import JOB_SUCCESS_KEY, job_success_record
+from celery_app import BEAT_STARTED_KEY, JOB_SUCCESS_KEY, beat_start_record, job_success_record
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from deadletters.models import DeadLetter
@@ -69,12 +69,17 @@ def dead_letter(*, offset: int, resolved: bool = False) -> DeadLetter:
     )
 
 
-def jobs_succeeded(at: dict[str, datetime]) -> None:
-    """Leave exactly these job successes (task name -> when) on record, as workers record them; no others."""
+def jobs_succeeded(at: dict[str, datetime], *, beat_started: datetime | None = None) -> None:
+    """Leave exactly these job successes (task name -> when) on record, as workers record them; no others.
+
+    And beat's start as beat records it, or none (`beat_started` None: never recorded).
+    """
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        client.delete(JOB_SUCCESS_KEY)
+        client.delete(JOB_SUCCESS_KEY, BEAT_STARTED_KEY)
     finally:
         client.close()
     for task_name, moment in at.items():
         job_success_record(task_name=task_name, at=moment.timestamp())
+    if beat_started is not None:
+        beat_start_record(at=beat_started.timestamp())

@@ -1,7 +1,7 @@
 """The resilience overview in headless Chromium: a person on call logs in, reads it, follows its links.
 
-Needs Debian's `chromium` and `chromium-driver` (`bash scripts/test.sh` installs
-them). One browser serves the whole module; the page is served by
+Needs Debian's `chromium` and `chromium-driver` (tests/browser.py). One browser
+serves the whole module; the page is served by
 pytest-django's live server, with the admin's static files.
 """
 import base64
@@ -16,8 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -27,38 +25,19 @@ from orders.models import OrderStatus
 from outbox.models import OutboxStatus
 from resilience.breaker import State
 from resilience.policies import breaker_for
+from tests.browser import chromium
 from tests.factories import UserFactory
 from tests.ops.states import dead_letter, jobs_succeeded, order_aged, outbox_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-)  # fmt: skip
 WAIT_SECONDS = 10
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.fail(
-            "headless Chromium is not installed: run `bash scripts/test.sh`, which installs them "
-            "(Debian packages chromium and chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    # Both paths given, so Selenium Manager never tries to download a browser or a driver.
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def wait_for(browser: WebDriver, css: str):

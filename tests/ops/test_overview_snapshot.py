@@ -7,12 +7,14 @@ from datetime import timezone as dt_timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from celery.signals import beat_init
 from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
+from celery_app import beat_started_at
 from core.kafka.topics import ORDERS_CREATED
 from ecommerce.overview import (
     Unavailable,
@@ -127,6 +129,62 @@ class TestPeriodicJobs:
         assert jobs["outbox.vacuum"].stale is True  # every 60 s, last succeeded 10 minutes ago
         assert jobs["outbox.purge_published"].stale is True  # never succeeded
         assert parse_qs(urlsplit(jobs["outbox.relay"].url).query) == {"task__exact": ["outbox.relay"]}
+
+    def test_a_job_in_its_first_interval_since_beat_started_is_not_yet_due_not_late(self, settings):
+        # Given beat started 10 minutes ago; the hourly purge last succeeded a day
+        # before that, cart cleanup never did; the minutely vacuum has not succeeded since the start
+        call_command("setup_schedules", stdout=io.StringIO())
+        now = timezone.now()
+        started = now - timedelta(minutes=10)
+        jobs_succeeded(
+            {"outbox.purge_published": started - timedelta(days=1), "outbox.vacuum": started - timedelta(hours=2),
+             "outbox.relay": now - timedelta(seconds=2)},
+            beat_started=started,
+        )  # fmt: skip
+
+        # When the overview reads the jobs
+        jobs = {job.task: job for job in periodic_jobs(now=now)}
+
+        # Then the hourly jobs wait for their first interval, the minutely one missed three runs of this start
+        assert settings.OUTBOX_PURGE_INTERVAL_SECONDS == settings.CART_CLEANUP_INTERVAL_SECONDS == 3600
+        for task in ("outbox.purge_published", "checkout.cart_cleanup", "checkout.idempotency_cleanup"):
+            assert (jobs[task].not_yet_due, jobs[task].stale) == (True, False), task
+        assert (jobs["outbox.vacuum"].not_yet_due, jobs["outbox.vacuum"].stale) == (False, True)
+        assert (jobs["outbox.relay"].not_yet_due, jobs["outbox.relay"].stale) == (False, False)
+
+        # And once their first interval has passed with no success, they are due; after three intervals, late
+        an_hour_later = {job.task: job for job in periodic_jobs(now=started + timedelta(seconds=3601))}
+        assert (an_hour_later["outbox.purge_published"].not_yet_due, an_hour_later["outbox.purge_published"].stale) == (
+            False,
+            False,
+        )
+        much_later = {job.task: job for job in periodic_jobs(now=started + timedelta(seconds=3 * 3600 + 1))}
+        assert (much_later["outbox.purge_published"].not_yet_due, much_later["outbox.purge_published"].stale) == (
+            False,
+            True,
+        )
+
+    def test_beat_records_its_start_when_it_starts(self):
+        jobs_succeeded({})
+        before = time.time()
+
+        beat_init.send(sender=None)  # what celery.beat.Service.start sends
+
+        assert before <= beat_started_at() <= time.time()
+
+    def test_the_overview_page_says_not_yet_due_for_a_job_in_its_first_interval(self, admin_client):
+        call_command("setup_schedules", stdout=io.StringIO())
+        jobs_succeeded({}, beat_started=timezone.now() - timedelta(seconds=20))
+
+        response = admin_client.get(OVERVIEW)
+
+        assert response.status_code == 200
+        content = response.content.decode()
+        row = content[content.index('data-task="outbox.purge_published"'):]
+        row = row[: row.index("</tr>")]
+        assert "not yet due" in row and "late" not in row
+        vacuum = content[content.index('data-task="outbox.vacuum"'):]
+        assert '<span class="badge">not yet due</span>' in vacuum[: vacuum.index("</tr>")]
 
 
 class TestActivity:

@@ -1,0 +1,33 @@
+"""Order management: the order consumer and its processed-event record, reconciliation and the payment audit.
+
+Read by orders/consumer.py, orders/processing.py and orders/reconciliation.py.
+"""
+from .env import env
+
+ORDERS_CONSUMER_GROUP = env.str("ORDERS_CONSUMER_GROUP", default="order-service-group")
+# Tries of a message whose processing failed for a non-transient reason, before it is dead-lettered.
+CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=3)
+CONSUMER_RETRY_BACKOFF_SECONDS = env.float("CONSUMER_RETRY_BACKOFF_SECONDS", default=1.0)
+# Messages one consumer process works on at once (never two of one order):
+# 16 pays ~50 orders/s against a 300 ms provider, and each is a pool thread
+# holding a database connection, so it also bounds the consumer's connections.
+CONSUMER_MAX_IN_FLIGHT = env.int("CONSUMER_MAX_IN_FLIGHT", default=16)
+PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", default=30)
+PROCESSED_EVENT_PURGE_INTERVAL_SECONDS = env.int("PROCESSED_EVENT_PURGE_INTERVAL_SECONDS", default=3600)
+# Fault injection for drills and tests only: the consumer kills itself with
+# SIGKILL after a message's database commit and before its offset commit.
+CONSUMER_CRASH_AFTER_DB_COMMIT = env.bool("CONSUMER_CRASH_AFTER_DB_COMMIT", default=False)
+
+# Reconciliation (orders/reconciliation.py): an order PENDING or PROCESSING for
+# longer than this is re-driven. Well above the slowest payment (three 5 s
+# attempts with backoff), so an order in the consumer's hands is left alone.
+ORDER_RECONCILE_AFTER_SECONDS = env.int("ORDER_RECONCILE_AFTER_SECONDS", default=120)
+# Re-drives of one order (each waiting twice as long as the one before) before it is flagged for a human.
+ORDER_RECONCILE_MAX_ATTEMPTS = env.int("ORDER_RECONCILE_MAX_ATTEMPTS", default=5)
+ORDER_RECONCILE_INTERVAL_SECONDS = env.int("ORDER_RECONCILE_INTERVAL_SECONDS", default=60)
+# The payment audit: successful gateway charges whose order is not PAID are refunded.
+PAYMENT_AUDIT_INTERVAL_SECONDS = env.int("PAYMENT_AUDIT_INTERVAL_SECONDS", default=300)
+# Charges younger than this are left alone: their payment may still be being recorded.
+PAYMENT_AUDIT_GRACE_SECONDS = env.int("PAYMENT_AUDIT_GRACE_SECONDS", default=300)
+# How far back each run lists the gateway's charges.
+PAYMENT_AUDIT_LOOKBACK_HOURS = env.int("PAYMENT_AUDIT_LOOKBACK_HOURS", default=72)
