@@ -25,9 +25,9 @@ from django.utils import timezone
 
 from deadletters.metrics import REPLAYED, STORE_FAILURES
 from deadletters.models import DeadLetter
+from core.contract.events import dead_letter_topic
 from core.kafka.consumer import IncomingMessage
 from core.kafka.producer import OutgoingMessage, SendStatus, event_producer, event_producer_reset
-from core.kafka.topics import dead_letter_topic
 
 logger = logging.getLogger(__name__)
 

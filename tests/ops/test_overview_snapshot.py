@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
-from core.kafka.topics import ORDERS_CREATED
+from core.contract.events import ORDERS_CREATED
 from ecommerce.overview import (
     Unavailable,
     activity,
