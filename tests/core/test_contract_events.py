@@ -125,6 +125,7 @@ def invalid_variants(payload: dict) -> dict[str, dict]:
         "an-undocumented-address-field": _with(payload, "x", "customer", "shippingAddress", "floor"),
         "a-bad-phone": _with(payload, "call me", "customer", "phone"),
         "an-unknown-version": _with(payload, "1.1", "eventVersion"),
+        "event-type-a-list": _with(payload, ["ORDER_CREATED"], "eventType"),
     }
     for field in payload:
         variants[f"without-{field}"] = _without(payload, field)
