@@ -2,7 +2,7 @@
 
 A dead letter is the original message, byte for byte (key, value, headers),
 plus `dlt-*` headers that say where it came from and why it failed
-(SPEC.md "Kafka"). Publishing and replaying go through the one producer of
+(docs/contract.md "Dead letters"). Publishing and replaying go through the one producer of
 the Kafka boundary (`core.kafka.producer.event_producer`).
 
 Replay publishes the stored bytes directly and records `replayed_at` only

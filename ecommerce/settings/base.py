@@ -131,7 +131,7 @@ METRICS_AUTH_REQUIRED = False
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 
-# Carts and idempotency (SPEC.md "Resilience settings" and "Idempotency-Key").
+# Carts and idempotency (docs/contract.md "Retention" and "Idempotency-Key").
 CART_IDLE_TTL = timedelta(minutes=env.int("CART_IDLE_TTL_MINUTES", default=30))
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 # Rows deleted per statement by the cleanup jobs: small enough that no batch
