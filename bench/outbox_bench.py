@@ -315,7 +315,7 @@ def bench(arguments: argparse.Namespace) -> None:
     from django.core.management import call_command
 
     from core.kafka.admin import topics_ensure
-    from core.kafka.topics import TopicSpec
+    from core.contract.events import TopicSpec
 
     call_command("migrate", verbosity=0)
     bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS

@@ -77,7 +77,7 @@ class CartItemApi(APIView):
         services.cart_item_update(session_id=session_id, item_id=item_id, quantity=data["quantity"])
         return _cart_response(session_id)
 
-    # SPEC.md: removing an item answers 200 with the cart, not 204.
+    # docs/contract.md "Endpoints": removing an item answers 200 with the cart, not 204.
     @extend_schema(responses={200: CartOutput})
     def delete(self, request: Request, session_id: str, item_id: uuid.UUID) -> Response:
         session_id = session_id_valid(session_id)

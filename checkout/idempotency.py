@@ -1,4 +1,4 @@
-"""`Idempotency-Key` handling (SPEC.md; the IETF httpapi draft and Stripe's behaviour).
+"""`Idempotency-Key` handling (docs/contract.md "Idempotency-Key"; the IETF httpapi draft and Stripe's behaviour).
 
 The database does the enforcing, not the process:
 

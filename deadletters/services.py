@@ -2,7 +2,7 @@
 
 A dead letter is the original message, byte for byte (key, value, headers),
 plus `dlt-*` headers that say where it came from and why it failed
-(SPEC.md "Kafka"). Publishing and replaying go through the one producer of
+(docs/contract.md "Dead letters"). Publishing and replaying go through the one producer of
 the Kafka boundary (`core.kafka.producer.event_producer`).
 
 Replay publishes the stored bytes directly and records `replayed_at` only
@@ -25,9 +25,9 @@ from django.utils import timezone
 
 from deadletters.metrics import REPLAYED, STORE_FAILURES
 from deadletters.models import DeadLetter
+from core.contract.events import dead_letter_topic
 from core.kafka.consumer import IncomingMessage
 from core.kafka.producer import OutgoingMessage, SendStatus, event_producer, event_producer_reset
-from core.kafka.topics import dead_letter_topic
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Liveness and readiness (SPEC.md: ready checks PostgreSQL, Redis and Kafka)."""
+"""Liveness and readiness (docs/contract.md "Endpoints": ready checks PostgreSQL, Redis and Kafka)."""
 import logging
 from collections.abc import Callable
 

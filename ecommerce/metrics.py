@@ -33,7 +33,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from core.kafka.topics import DLQ_SUFFIX, TOPICS
+from core.contract.events import DLQ_SUFFIX, TOPICS
 from ecommerce.platform_state import (
     breaker_statuses,
     consumer_positions,

@@ -40,11 +40,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
+from core.contract.events import ORDERS_CREATED, TOPICS
 from core.db import ThreadConnections
 from core.kafka.admin import topics_check, topics_mismatch_log
 from core.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
 from core.kafka.ordered import Disposition, OrderedExecutor
-from core.kafka.topics import ORDERS_CREATED, TOPICS
 from orders.metrics import BROKER_ERRORS, CONSUMED, DEAD_LETTERED, HEARTBEAT, IN_FLIGHT, TRANSIENT_RETRIES
 from orders.payments import mock_gateway_connections_close
 from orders.processing import PoisonMessage, process_order_created_message

@@ -20,7 +20,7 @@ class PaymentStatus(models.TextChoices):
     REFUNDED = "REFUNDED"  # charged, then given back (the order was cancelled or failed meanwhile)
 
 
-# SPEC.md "Orders and payments": the only moves an order may make.
+# docs/contract.md "Orders and payments": the only moves an order may make.
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PROCESSING, OrderStatus.CANCELLED}),
     OrderStatus.PROCESSING: frozenset({OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.CANCELLED}),

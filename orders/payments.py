@@ -5,7 +5,8 @@ implementation until a real provider (a Stripe-style HTTP client) is added.
 Its success rate, latency and failure kind come from the run-time switch
 (orders/payment_faults.py) over the `PAYMENT_MOCK_*` settings, so tests and
 drills can inject faults into a running platform. Callers go through
-`payment_charge` and `payment_refund`, which add the SPEC.md policy: retry
+`payment_charge` and `payment_refund`, which add the `paymentService` policy (docs/contract.md
+"Resilience policies"): retry
 only transient errors, a time limit per call, and the breaker shared by
 every process.
 """

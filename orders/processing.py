@@ -4,8 +4,9 @@
 letters; it either applies the event, recognises it as already applied, or
 raises an error whose class tells the consumer loop what to do:
 
-* `PoisonMessage`: the bytes can never be processed (not JSON, wrong schema,
-  unknown type or version): dead-letter at once;
+* `PoisonMessage`: the bytes can never be processed (not JSON, refused by the
+  event's JSON Schema, unknown type or version; see `core.contract.events`):
+  dead-letter at once;
 * a database connection error (`OperationalError`, `InterfaceError`):
   transient infrastructure, retry without dead-lettering;
 * anything else: a processing error, retried a bounded number of times and
@@ -15,23 +16,22 @@ An order cancelled while its payment was in flight is not paid: its charge is
 recorded and refunded. `order_created_apply` is the same work for an event
 already decoded, which is how reconciliation resumes a stuck payment.
 """
-import json
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from core.contract.events import ORDER_CREATED, InvalidEvent, event_decode, event_validate
 from core.correlation import set_correlation_id
 from core.db import delete_in_batches
 from core.kafka.consumer import IncomingMessage
-from orders.events import EVENT_VERSION, ORDER_CREATED
 from orders.metrics import DUPLICATES, PROCESSED, PROCESSING_SECONDS
 from orders.models import (
     Order,
@@ -47,7 +47,8 @@ from orders.services import order_payment_refund, order_transition_allowed, paym
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED = {(ORDER_CREATED, EVENT_VERSION)}
+# The event types this consumer applies; the contract knows their versions and schemas.
+ACCEPTED_EVENT_TYPES = frozenset({ORDER_CREATED})
 REFUND_REASON_CANCELLED = "order cancelled while its payment was in flight"
 
 
@@ -74,49 +75,32 @@ class OrderCreatedEvent:
     subtotal: Decimal
 
 
-def _require(payload: Mapping[str, Any], field: str, kind: type) -> Any:
-    value = payload.get(field)
-    if not isinstance(value, kind):
-        raise PoisonMessage(f"field {field!r} must be a {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
 def order_created_parse(message: IncomingMessage) -> OrderCreatedEvent:
-    """Decode and validate; raise PoisonMessage for anything that can never work."""
-    if message.value is None:
-        raise PoisonMessage("empty message (tombstone)")
+    """Decode and validate against the contract; raise PoisonMessage for anything that can never work."""
     try:
-        payload = json.loads(message.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PoisonMessage(f"not JSON: {error}") from error
-    if not isinstance(payload, dict):
-        raise PoisonMessage("the event must be a JSON object")
-    return order_created_from_payload(payload)
+        payload = event_decode(message.value, event_types=ACCEPTED_EVENT_TYPES)
+    except InvalidEvent as error:
+        raise PoisonMessage(str(error)) from error
+    return _order_created_event(payload)
 
 
 def order_created_from_payload(payload: Mapping[str, Any]) -> OrderCreatedEvent:
     """Validate a decoded OrderCreated (from Kafka, or its outbox row); raise PoisonMessage if it cannot work."""
-    kind = (payload.get("eventType"), payload.get("eventVersion"))
-    if kind not in SUPPORTED:
-        raise PoisonMessage(f"unsupported event type/version {kind[0]!r}/{kind[1]!r}")
     try:
-        event_id = uuid.UUID(_require(payload, "eventId", str))
-        order_id = uuid.UUID(_require(payload, "orderId", str))
-        subtotal = Decimal(_require(payload, "subtotal", str))
-    except (ValueError, InvalidOperation) as error:
-        raise PoisonMessage(f"malformed field: {error}") from error
-    order_number = _require(payload, "orderNumber", str)
-    _require(payload, "customer", dict)
-    items = _require(payload, "items", list)
-    if not items:
-        raise PoisonMessage("an order needs at least one item")
-    correlation_id = payload.get("correlationId")
+        event_validate(payload, event_types=ACCEPTED_EVENT_TYPES)
+    except InvalidEvent as error:
+        raise PoisonMessage(str(error)) from error
+    return _order_created_event(payload)
+
+
+def _order_created_event(payload: Mapping[str, Any]) -> OrderCreatedEvent:
+    # The schema has vouched for every field's shape (UUIDs, a decimal string), so these conversions cannot fail.
     return OrderCreatedEvent(
-        event_id=event_id,
-        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
-        order_id=order_id,
-        order_number=order_number,
-        subtotal=subtotal,
+        event_id=uuid.UUID(payload["eventId"]),
+        correlation_id=payload["correlationId"],
+        order_id=uuid.UUID(payload["orderId"]),
+        order_number=payload["orderNumber"],
+        subtotal=Decimal(payload["subtotal"]),
     )
 
 

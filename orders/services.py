@@ -9,19 +9,18 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.inventory import stock_release
-from core.errors import Conflict, NotFound
-from core.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
-from core.timestamps import utc_timestamp
-from orders.events import (
-    ORDER_CREATED,
-    PAYMENT_COMPLETED,
-    PAYMENT_REFUNDED,
+from core.contract.events import (
+    ORDERS_CREATED,
+    PAYMENTS_COMPLETED,
     EventEnvelope,
-    OrderCreatedPayload,
     PaymentCompletedPayload,
     PaymentRefundedPayload,
-    event_envelope,
+    order_created_payload,
+    order_item_payload,
+    payment_completed_payload,
+    payment_refunded_payload,
 )
+from core.errors import Conflict, NotFound
 from orders.metrics import PAYMENT_REFUNDS
 from orders.models import (
     ORDER_TRANSITIONS,
@@ -150,30 +149,31 @@ def order_created_event_create(*, order: Order, items: list[OrderItem] | None = 
     """
     if items is None:
         items = list(order.items.all())
-    payload: OrderCreatedPayload = {
-        **event_envelope(event_type=ORDER_CREATED, correlation_id=order.correlation_id or None, moment=order.created_at),
-        "orderId": str(order.id),
-        "orderNumber": order.order_number,
-        "customer": {
+    payload = order_created_payload(
+        order_id=order.id,
+        order_number=order.order_number,
+        customer={
             "name": order.customer_name,
             "email": order.customer_email,
             "phone": order.customer_phone,
             "shippingAddress": order.shipping_address,
         },
-        "items": [
-            {
-                "productId": str(item.product_id),
-                "productSku": item.product_sku,
-                "productName": item.product_name,
-                "quantity": item.quantity,
-                "priceSnapshot": f"{item.price_snapshot:.2f}",
-                "subtotal": f"{item.subtotal:.2f}",
-            }
+        items=[
+            order_item_payload(
+                product_id=item.product_id,
+                product_sku=item.product_sku,
+                product_name=item.product_name,
+                quantity=item.quantity,
+                price_snapshot=item.price_snapshot,
+                subtotal=item.subtotal,
+            )
             for item in items
         ],
-        "subtotal": f"{order.subtotal:.2f}",
-        "cartId": str(order.cart_id) if order.cart_id else None,
-    }
+        subtotal=order.subtotal,
+        cart_id=order.cart_id,
+        correlation_id=order.correlation_id or None,
+        created_at=order.created_at,
+    )
     return _order_event_record(topic=ORDERS_CREATED, order=order, payload=payload)
 
 
@@ -236,27 +236,26 @@ def payment_event_create(*, order: Order, payment: PaymentTransaction, correlati
 
     Runs inside the transaction that recorded the payment, like every outbox write.
     """
-    refunded = payment.status == PaymentStatus.REFUNDED
-    event_type = PAYMENT_REFUNDED if refunded else PAYMENT_COMPLETED
-    completed: PaymentCompletedPayload = {
-        **event_envelope(event_type=event_type, correlation_id=correlation_id, moment=timezone.now()),
-        "orderId": str(order.id),
-        "orderNumber": order.order_number,
-        "paymentTransactionId": str(payment.id),
-        "status": payment.status,
-        "amount": f"{payment.amount:.2f}",
-        "paymentMethod": payment.payment_method,
-        "externalTransactionId": payment.external_transaction_id,
-        "failureReason": payment.failure_reason,
-    }
+    completed = payment_completed_payload(
+        order_id=order.id,
+        order_number=order.order_number,
+        payment_transaction_id=payment.id,
+        status=payment.status,
+        amount=payment.amount,
+        payment_method=payment.payment_method,
+        external_transaction_id=payment.external_transaction_id,
+        failure_reason=payment.failure_reason,
+        correlation_id=correlation_id,
+        moment=timezone.now(),
+    )
     payload: PaymentCompletedPayload | PaymentRefundedPayload = completed
-    if refunded:
-        payload = {
-            **completed,
-            "refundTransactionId": payment.refund_external_transaction_id,
-            "refundReason": payment.refund_reason,
-            "refundedAt": utc_timestamp(payment.refunded_at),
-        }
+    if payment.status == PaymentStatus.REFUNDED:
+        payload = payment_refunded_payload(
+            payment=completed,
+            refund_transaction_id=payment.refund_external_transaction_id,
+            refund_reason=payment.refund_reason,
+            refunded_at=payment.refunded_at,
+        )
     return _order_event_record(topic=PAYMENTS_COMPLETED, order=order, payload=payload)
 
 

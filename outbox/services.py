@@ -12,6 +12,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.contract.events import event_headers
 from core.db import delete_in_batches, in_batches
 from outbox.metrics import PURGED, REQUEUED
 from outbox.models import OutboxEvent, OutboxStatus
@@ -34,7 +35,7 @@ def outbox_event_create(
     """Record an event to publish; it commits or rolls back with the caller's change."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_event_create must run inside the transaction of the change it reports")
-    headers = {"event_id": str(event_id), "event_type": event_type, "correlation_id": correlation_id or ""}
+    headers = event_headers(event_id=event_id, event_type=event_type, correlation_id=correlation_id)
     event = OutboxEvent.objects.create(
         event_id=event_id,
         topic=topic,

@@ -1,6 +1,6 @@
 """A circuit breaker whose state every process shares through Redis.
 
-Why our own: the SPEC.md policies need a count-based sliding window (10 calls,
+Why our own: the policies of docs/contract.md need a count-based sliding window (10 calls,
 at least 5, open at a failure or slow-call rate), a timed open state and
 several half-open trial calls shared by all processes. pybreaker, the
 maintained Python breaker, counts consecutive failures and lets a single

@@ -1,4 +1,4 @@
-"""Named resilience policies (SPEC.md "Resilience settings"), overridable per environment.
+"""Named resilience policies (docs/contract.md "Resilience policies"), overridable per environment.
 
 `settings.RESILIENCE_POLICIES` maps a policy name to overrides of the
 defaults below, so an environment changes a number without touching code.

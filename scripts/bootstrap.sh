@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (if missing or broken) and install requirements-dev.txt into it.
+# Create .venv (if missing or broken) and install requirements-dev.txt into it,
+# and the AsyncAPI parser (tools/asyncapi, npm) the contract test runs.
 # The install is skipped while .venv/.requirements.sha matches the sha256 of
 # requirements.txt + requirements-dev.txt. PYTHON3 picks the interpreter
 # used to create the venv (default: python3).
@@ -44,6 +45,31 @@ sha_of() {
     fi
 }
 want="$(sha_of)"
+
+# The AsyncAPI document's validator (tests/core/test_contract.py) is the official
+# parser, a Node package: no PyPI package validates an AsyncAPI 3 document in full.
+# Without npm only that test fails, with a hint; everything else still runs.
+asyncapi_parser_install() {
+    local dir="$ROOT/tools/asyncapi" stamp lock_sha
+    if ! command -v npm >/dev/null 2>&1; then
+        log "WARNING: npm not found, so the AsyncAPI parser is not installed (Debian: sudo apt-get install -y nodejs npm)"
+        return 0
+    fi
+    stamp="$dir/node_modules/.package-lock.sha"
+    if command -v sha256sum >/dev/null 2>&1; then
+        lock_sha="$(sha256sum <"$dir/package-lock.json" | cut -d' ' -f1)"
+    else
+        lock_sha="$(shasum -a 256 <"$dir/package-lock.json" | cut -d' ' -f1)"
+    fi
+    if [[ -f $stamp && $(cat "$stamp") == "$lock_sha" ]]; then
+        return 0
+    fi
+    log "installing the AsyncAPI parser into tools/asyncapi (npm ci)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null) \
+        || die "npm ci in tools/asyncapi failed"
+    printf '%s\n' "$lock_sha" >"$stamp"
+}
+asyncapi_parser_install
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]]; then
     log "requirements up to date (.venv/.requirements.sha matches)"

@@ -10,7 +10,7 @@ CORRELATION_HEADER = "X-Correlation-ID"
 
 
 def assert_problem(response, status: int) -> dict:
-    """Assert the RFC 7807 shape SPEC.md promises for every error, and return the problem."""
+    """Assert the RFC 7807 shape docs/contract.md "Errors" promises for every error, and return the problem."""
     assert response.status_code == status, response.content
     assert response["Content-Type"] == PROBLEM
     problem = response.json()

@@ -14,10 +14,10 @@ from django.conf import settings
 from django.db import connection
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from core.contract.events import TOPICS, TopicSpec
 from core.kafka.admin import topics_ensure
 
 from core.kafka.connection import NoAutoCreateClient
-from core.kafka.topics import TOPICS, TopicSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tests' own clients never create a topic either (see core/kafka/connection.py).

@@ -12,7 +12,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from core.kafka.topics import TOPICS, TopicSpec
+from core.contract.events import TOPICS, TopicSpec
 from core.kafka.connection import admin_client
 
 logger = logging.getLogger(__name__)

@@ -169,7 +169,7 @@ _producer_pid: int | None = None
 _producer_lock = threading.Lock()
 
 
-# Every producer call is bounded by this policy's time limit (SPEC.md "Resilience settings").
+# Every producer call is bounded by this policy's time limit (docs/contract.md "Resilience policies").
 PRODUCER_POLICY = "kafkaPublisher"
 
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from .env import env
 
-# Carts and idempotency (SPEC.md "Resilience settings" and "Idempotency-Key").
+# Carts and idempotency (docs/contract.md "Retention" and "Idempotency-Key").
 CART_IDLE_TTL = timedelta(minutes=env.int("CART_IDLE_TTL_MINUTES", default=30))
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 # Rows deleted per statement by the cleanup jobs: small enough that no batch

@@ -1,4 +1,4 @@
-"""Overrides of the named resilience policies (defaults: resilience/policies.py, SPEC.md).
+"""Overrides of the named resilience policies (defaults: resilience/policies.py, docs/contract.md).
 
 RESILIENCE_POLICIES_JSON takes a JSON object such as
 {"kafkaPublisher": {"breaker": {"open_seconds": 10}, "timeout_seconds": 5}}.

@@ -46,7 +46,7 @@ if env.str("JWT_SIGNING_KEY", default=""):
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "E-commerce checkout API",
-    "DESCRIPTION": "Catalog, guest carts, idempotent checkout and orders (SPEC.md).",
+    "DESCRIPTION": "Catalog, guest carts, idempotent checkout and orders (docs/contract.md in the repository).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -58,5 +58,5 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# The role a user needs for the manager endpoints (SPEC.md "Manager authentication").
+# The role a user needs for the manager endpoints (docs/contract.md "Managers").
 MANAGER_GROUP_NAME = "manager"

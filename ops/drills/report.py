@@ -19,9 +19,8 @@ from django.db.utils import Error as DatabaseError
 
 from bench.load import CheckoutResult
 from catalog.models import Product
+from core.contract.events import ORDER_CREATED, ORDERS_CREATED, PAYMENT_COMPLETED, PAYMENTS_COMPLETED
 from core.kafka.monitoring import topic_values
-from core.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
-from orders.events import ORDER_CREATED, PAYMENT_COMPLETED
 from orders.models import UNSETTLED_STATUSES, MockGatewayCharge, Order, OrderItem, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
 

@@ -1,4 +1,4 @@
-"""Categories and products per SPEC.md: public reads, manager writes, paging, conflicts."""
+"""Categories and products per docs/contract.md "Endpoints": public reads, manager writes, paging, conflicts."""
 import uuid
 
 import pytest

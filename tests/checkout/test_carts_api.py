@@ -1,4 +1,4 @@
-"""Guest carts per SPEC.md: create on first add, items, stock limits, expiry, the Redis copy."""
+"""Guest carts per docs/contract.md "Endpoints": create on first add, items, stock limits, expiry, the Redis copy."""
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal

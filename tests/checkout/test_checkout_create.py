@@ -1,4 +1,4 @@
-"""Checkout per SPEC.md: one transaction, stock, the OrderCreated outbox row."""
+"""Checkout per docs/contract.md "Checkout": one transaction, stock, the OrderCreated outbox row."""
 import re
 import uuid
 from decimal import Decimal

@@ -1,4 +1,4 @@
-"""Idempotency-Key per SPEC.md (IETF httpapi draft / Stripe behaviour)."""
+"""Idempotency-Key per docs/contract.md "Idempotency-Key" (IETF httpapi draft / Stripe behaviour)."""
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor

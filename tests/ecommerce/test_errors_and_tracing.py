@@ -1,4 +1,4 @@
-"""Cross-cutting API behaviour per SPEC.md: problem+json errors, correlation ids, outages, health, docs, metrics."""
+"""Cross-cutting API behaviour per docs/contract.md: problem+json errors, correlation ids, outages, health, docs, metrics."""
 import io
 import json
 import logging

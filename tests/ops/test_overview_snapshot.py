@@ -15,7 +15,7 @@ from django_celery_beat.models import PeriodicTask
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from celery_app import beat_started_at
-from core.kafka.topics import ORDERS_CREATED
+from core.contract.events import ORDERS_CREATED
 from ecommerce.overview import (
     Unavailable,
     activity,

@@ -5,7 +5,7 @@ import signal
 import pytest
 from kafka import KafkaProducer
 
-from core.kafka.topics import ORDERS_CREATED, ORDERS_CREATED_DLQ, PAYMENTS_COMPLETED
+from core.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ, PAYMENTS_COMPLETED
 from orders.models import MockGatewayCharge, Order, PaymentTransaction
 from outbox.models import OutboxEvent
 from outbox.relay import outbox_drain

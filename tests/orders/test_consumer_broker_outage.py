@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from kafka.admin import KafkaAdminClient
 
+from core.contract.events import ORDERS_CREATED, TOPICS, TopicSpec
 from core.kafka.admin import topics_ensure
-from core.kafka.topics import ORDERS_CREATED, TOPICS, TopicSpec
 from orders.models import Order
 from outbox.relay import outbox_drain
 from tests.support import shared_state_reset, wait_for

@@ -1,4 +1,4 @@
-"""Orders per SPEC.md: public lookup, the manager list with filters and pages, cancel and fulfill."""
+"""Orders per docs/contract.md: public lookup, the manager list with filters and pages, cancel and fulfill."""
 import re
 import uuid
 from datetime import datetime

@@ -108,7 +108,7 @@ class TestSwitch:
         assert direct.hgetall(REDIS_KEY) == {b"success_rate": b"0.2"}  # the failed command wrote nothing
 
 
-# A short open period so the drill heals in seconds; the 5 s time limit stays SPEC's.
+# A short open period so the drill heals in seconds; the 5 s time limit stays docs/contract.md's.
 OPEN_SECONDS = 6.0
 DRILL_POLICIES = {
     "paymentService": {

@@ -114,7 +114,7 @@ class TestNotPaid:
 
 class TestPaymentTimeouts:
     def test_timeouts_retry_open_the_breaker_fail_fast_then_recover(self, place_order, settings):
-        """The seed's payment-timeout test, with the SPEC numbers and short waits."""
+        """The seed's payment-timeout test, with docs/contract.md's numbers and short waits."""
         settings.RESILIENCE_POLICIES = {
             "paymentService": {
                 "timeout_seconds": 0.2,

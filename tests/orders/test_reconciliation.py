@@ -10,8 +10,8 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from core.contract.events import ORDERS_CREATED, PAYMENTS_COMPLETED
 from core.kafka.producer import event_producer_reset
-from core.kafka.topics import ORDERS_CREATED, PAYMENTS_COMPLETED
 from ecommerce.metrics import PlatformStateCollector
 from orders.models import MockGatewayCharge, Order, PaymentTransaction
 from orders.payments import payment_charge

@@ -4,7 +4,7 @@ from resilience.policies import breakers_reset
 
 @pytest.fixture
 def fast_policies(settings):
-    """The SPEC numbers, with waits short enough for a test."""
+    """The numbers of docs/contract.md "Resilience policies", with waits short enough for a test."""
     settings.RESILIENCE_POLICIES = {
         "kafkaPublisher": {
             "timeout_seconds": 1.0,

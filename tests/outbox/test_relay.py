@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from core.kafka.topics import ORDERS_CREATED
+from core.contract.events import ORDERS_CREATED
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain

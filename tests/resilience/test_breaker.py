@@ -1,4 +1,4 @@
-"""The shared circuit breaker: SPEC.md numbers, shared across processes through real Redis."""
+"""The shared circuit breaker: the numbers of docs/contract.md, shared across processes through real Redis."""
 import multiprocessing
 import socket
 import uuid

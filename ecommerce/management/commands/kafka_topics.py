@@ -6,7 +6,7 @@ from core.kafka.admin import topics_check, topics_ensure
 
 class Command(BaseCommand):
     help = (
-        "Create the Kafka topics of SPEC.md that do not exist yet, with their configured partitions (idempotent), "
+        "Create the Kafka topics of docs/contract.md that do not exist yet, with their configured partitions (idempotent), "
         "and report any topic whose partition count differs."
     )
 
