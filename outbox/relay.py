@@ -25,7 +25,7 @@ from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
-from resilience.retry import backoff_seconds
+from resilience.retry import retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def _apply_failure(row: ClaimedRow, result: SendResult, now: datetime, report: B
         )
     else:
         retry = policy(POLICY).retry
-        row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts, retry))
+        row.next_attempt_at = now + timedelta(seconds=retry_delay(row.attempts, retry))
         report.retrying += 1
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
+from resilience.backoff import Jitter
 from resilience.breaker import BreakerConfig, CircuitBreaker, RedisStore
 from resilience.redis_client import fail_fast_client
 
@@ -19,7 +20,8 @@ class RetryConfig:
     initial_seconds: float = 1.0
     multiplier: float = 2.0
     max_seconds: float = 30.0
-    jitter_seconds: float = 0.5
+    # Equal jitter: spread, and never less than half of SPEC.md's "1 s x 2".
+    jitter: Jitter = Jitter.EQUAL
 
 
 @dataclass(frozen=True)
