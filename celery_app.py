@@ -5,7 +5,6 @@ the proof that the periodic jobs run, read by /metrics at scrape time.
 """
 import logging
 import os
-import threading
 import time
 
 import redis
@@ -13,7 +12,7 @@ from celery import Celery
 from celery.signals import task_prerun, task_success
 from django.conf import settings
 
-from resilience.redis_client import fail_fast_client
+from resilience.redis_client import shared_fail_fast_client
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings.local")
 
@@ -26,16 +25,9 @@ app.autodiscover_tasks()
 # A hash: task name -> unix time of its last success.
 JOB_SUCCESS_KEY = "jobs:last-success"
 
-_clients: dict[str, redis.Redis] = {}
-_clients_lock = threading.Lock()
-
 
 def _jobs_redis() -> redis.Redis:
-    url = settings.REDIS_URL
-    with _clients_lock:
-        if url not in _clients:
-            _clients[url] = fail_fast_client(url, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
-        return _clients[url]
+    return shared_fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
 
 
 def job_success_record(*, task_name: str, at: float) -> None:

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from resilience.backoff import Jitter
 from resilience.breaker import BreakerConfig, CircuitBreaker, RedisStore
-from resilience.redis_client import fail_fast_client
+from resilience.redis_client import shared_fail_fast_client
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def breaker_for(name: str) -> CircuitBreaker:
             config = policy(name).breaker
             if config is None:
                 raise ValueError(f"policy {name!r} has no breaker")
-            client = fail_fast_client(settings.RESILIENCE_REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
+            client = shared_fail_fast_client(settings.RESILIENCE_REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
             breaker = CircuitBreaker(name, config, RedisStore(client))
             _breakers[name] = breaker
         return breaker
