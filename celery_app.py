@@ -7,7 +7,6 @@ interval after beat began sending it.
 """
 import logging
 import os
-import threading
 import time
 
 import redis
@@ -15,7 +14,7 @@ from celery import Celery
 from celery.signals import beat_init, task_prerun, task_success
 from django.conf import settings
 
-from resilience.redis_client import fail_fast_client
+from resilience.redis_client import shared_fail_fast_client
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings.local")
 
@@ -30,16 +29,9 @@ JOB_SUCCESS_KEY = "jobs:last-success"
 # A string: unix time at which the beat scheduler last started.
 BEAT_STARTED_KEY = "jobs:beat-started"
 
-_clients: dict[str, redis.Redis] = {}
-_clients_lock = threading.Lock()
-
 
 def _jobs_redis() -> redis.Redis:
-    url = settings.REDIS_URL
-    with _clients_lock:
-        if url not in _clients:
-            _clients[url] = fail_fast_client(url, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
-        return _clients[url]
+    return shared_fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
 
 
 def job_success_record(*, task_name: str, at: float) -> None:

@@ -3,7 +3,7 @@
 A dead letter is the original message, byte for byte (key, value, headers),
 plus `dlt-*` headers that say where it came from and why it failed
 (docs/contract.md "Dead letters"). Publishing and replaying go through the one producer of
-the Kafka boundary (`core.kafka.producer.event_producer`).
+the Kafka boundary (`core.kafka.producer.event_producer_send`).
 
 Replay publishes the stored bytes directly and records `replayed_at` only
 after the broker acknowledged them. It does not go through the outbox: an
@@ -27,7 +27,7 @@ from deadletters.metrics import REPLAYED, STORE_FAILURES
 from deadletters.models import DeadLetter
 from core.contract.events import dead_letter_topic
 from core.kafka.consumer import IncomingMessage
-from core.kafka.producer import OutgoingMessage, SendStatus, event_producer, event_producer_reset
+from core.kafka.producer import OutgoingMessage, SendStatus, event_producer_send
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +180,7 @@ def _publish(pending: PendingDeadLetter) -> None:
     message = pending.message
     target = dead_letter_topic(message.topic)
     outgoing = OutgoingMessage(topic=target, key=message.key, value=message.value, headers=tuple(pending.headers))
-    try:
-        [result] = event_producer().send_batch([outgoing])
-    except Exception as error:  # the producer could not even be created: broker unreachable
-        event_producer_reset()
-        raise DeadLetterUnavailable(f"{target}: {error!r}") from error
+    [result] = event_producer_send([outgoing])
     if result.status == SendStatus.ACKED:
         pending.published = True
         return
@@ -196,7 +192,6 @@ def _publish(pending: PendingDeadLetter) -> None:
             extra={"event": "resilience", "topic": target, "offset": message.offset, "error": pending.publish_refused},
         )
         return
-    event_producer_reset()  # its buffers hold only the send given up on
     raise DeadLetterUnavailable(f"{target}: {result.reason} {result.error}")
 
 
@@ -258,13 +253,7 @@ def dead_letters_replay(*, ids: list[int]) -> ReplayReport:
         )
         for letter in letters
     ]
-    try:
-        results = event_producer().send_batch(messages) if messages else []
-    except Exception as error:  # the producer could not even be created: broker unreachable
-        event_producer_reset()
-        return ReplayReport(replayed=0, refused=[f"#{letter.id}: Kafka unavailable ({error!r})" for letter in letters])
-    if any(result.status == SendStatus.TRANSIENT for result in results):
-        event_producer_reset()
+    results = event_producer_send(messages)
     acked = [letter for letter, result in zip(letters, results) if result.status == SendStatus.ACKED]
     refused = [
         f"#{letter.id}: not replayed ({result.reason or result.status.value}) {result.error}".rstrip()

@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from core.kafka.connection import broker_ping
-from resilience.redis_client import fail_fast_client
+from resilience.redis_client import shared_fail_fast_client
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +18,8 @@ def _check_database() -> None:
 
 
 def _check_redis() -> None:
-    client = fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS * 4)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    # A longer timeout than the hot path's: readiness may wait a little, a cart may not.
+    shared_fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS * 4).ping()
 
 
 def _check_kafka() -> None:

@@ -48,8 +48,6 @@ T = TypeVar("T")
 # this long, not a request timeout. Redis reads are bounded tighter by the
 # breaker store's and the job record's own socket timeout (REDIS_SOCKET_TIMEOUT_SECONDS).
 READ_TIMEOUT_SECONDS = 1.0
-# Until the reconciliation setting exists everywhere: its documented default.
-DEFAULT_RECONCILE_AFTER_SECONDS = 120
 # A job whose last success is older than this many intervals has missed at least
 # two runs in a row: one late run is jitter, two is a stopped beat or worker.
 STALE_AFTER_INTERVALS = 3
@@ -271,7 +269,7 @@ def consumer_lag() -> ConsumerLag:
 
 def orders_stuck(*, now: datetime) -> StuckOrders:
     """Count orders left PENDING or PROCESSING for longer than the reconciliation threshold."""
-    threshold = int(getattr(settings, "ORDER_RECONCILE_AFTER_SECONDS", DEFAULT_RECONCILE_AFTER_SECONDS))
+    threshold = settings.ORDER_RECONCILE_AFTER_SECONDS
     cutoff = (now - timedelta(seconds=threshold)).replace(microsecond=0)
     with _bounded_queries():
         counts = orders_stuck_counts(cutoff=cutoff)

@@ -42,8 +42,6 @@ __all__ = [
     "outbox_status_counts",
 ]
 
-# The statuses reconciliation drives on when an order stays in them too long.
-
 
 @dataclass(frozen=True)
 class BreakerStatus:

@@ -3,15 +3,29 @@
 Processing is `orders.processing.process_order_created_message`; this module
 decides what happens around it:
 
-* `message_decide` runs the processing with its retries and says what became
-  of the message: done, dead-letter it, or deliver it again later;
-* `OrderCreatedConsumer.settle` carries that decision out on a pool thread of
-  the key-ordered executor (`core.kafka.ordered`): it answers DONE once
-  the message's database work committed, DEAD_LETTERED once its dead letter is
+* `message_process` runs the processing once and says what becomes of the
+  message (a `core.kafka.ordered.Disposition`, the one name of a message's fate);
+* `OrderCreatedConsumer.settle` carries that out on a pool thread of the
+  key-ordered executor (`core.kafka.ordered`): it answers DONE once the
+  message's database work committed, DEAD_LETTERED once its dead letter is
   safe, RETRY when it must run again later;
 * `OrderCreatedConsumer.run` is the loop, the only caller of Kafka: poll,
   submit, commit what the executor says is finished, pause fetching while the
   pool is full, and ride out the broker going away.
+
+Retry levels, one per kind of failure:
+
+* a transient payment error: retried inside `orders.payments` (the
+  `paymentService` policy) and nowhere else; when it gives up the order fails;
+* a processing error (an order not there yet): the executor runs the message
+  again (RETRY) after the one backoff, up to `CONSUMER_MAX_ATTEMPTS` tries in
+  all, then it is dead-lettered;
+* a database outage, or dead letters that cannot be stored yet: RETRY with
+  the same backoff, without spending a try, for as long as it lasts;
+* the broker: the loop backs off and reconnects (`ride_out`).
+
+A message waiting for its retry keeps its key and its partition's commit, so
+nothing overtakes it.
 
 Many orders are paid at once (up to CONSUMER_MAX_IN_FLIGHT per process), but
 never two messages of one order: its events keep their order. The offset
@@ -28,26 +42,21 @@ polling, waits a bounded time for the messages in hand, commits and leaves
 the group.
 """
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
-from core.contract.events import ORDERS_CREATED, TOPICS
 from core.db import ThreadConnections
-from core.kafka.admin import topics_check, topics_mismatch_log
 from core.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
 from core.kafka.ordered import Disposition, OrderedExecutor
 from orders.metrics import BROKER_ERRORS, CONSUMED, DEAD_LETTERED, HEARTBEAT, IN_FLIGHT, TRANSIENT_RETRIES
 from orders.payments import mock_gateway_connections_close
 from orders.processing import PoisonMessage, process_order_created_message
+from resilience.backoff import backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +80,9 @@ PAUSE_LOG_SECONDS = 5.0
 # The pool threads' database connections are closed after this long without work.
 IDLE_CONNECTIONS_CLOSE_SECONDS = 10.0
 # Graceful shutdown must fit the process manager's grace period before its
-# SIGKILL: honcho (the run command) waits 5 s, supervisord 10 s by default,
-# compose 30 s here. Messages still running after the drain are left
-# uncommitted (delivered again later); then one bounded commit, then leave.
+# SIGKILL: supervisord waits 10 s (ops/supervisor), compose 30 s. Messages
+# still running after the drain are left uncommitted (delivered again later);
+# then one bounded commit, then leave.
 SHUTDOWN_DRAIN_SECONDS = 3.0
 SHUTDOWN_COMMIT_SECONDS = 1.0
 SHUTDOWN_LEAVE_SECONDS = 0.5
@@ -85,65 +94,44 @@ def message_id(message: IncomingMessage) -> MessageId:
     return (message.topic, message.partition, message.offset)
 
 
-class Decision(str, Enum):
-    DONE = "done"  # processed (or already processed): commit
-    DEAD_LETTER = "dead_letter"  # can never be processed: dead-letter, then commit
-    RETRY_LATER = "retry_later"  # infrastructure down, or shutting down: run again later, do not commit
+def message_process(
+    message: IncomingMessage, *, process: Callable[[IncomingMessage], object], attempt: int
+) -> tuple[Disposition, BaseException | None]:
+    """Process the message once (try number `attempt` of its processing) and say what becomes of it.
 
-
-@dataclass(frozen=True)
-class Verdict:
-    decision: Decision
-    error: BaseException | None = None
-    attempts: int = 0
-
-
-def message_decide(
-    message: IncomingMessage,
-    *,
-    process: Callable[[IncomingMessage], object],
-    sleep: Callable[[float], object],
-    keep_going: Callable[[], bool],
-) -> Verdict:
-    """Process one message with its retries and say what became of it.
-
-    A poison message is dead-lettered at once. A database outage is handed
-    back at once (RETRY_LATER, no attempt burned): the caller waits it out
-    and can give the message up meanwhile. Any other error is tried
-    `CONSUMER_MAX_ATTEMPTS` times, `sleep`ing between tries, unless
-    `keep_going()` says stop.
+    DONE: processed. DEAD_LETTERED, with the error: a poison message, or a
+    processing error on the last try; the caller makes it so. RETRY, with the
+    error: a processing error with tries left, or a database outage (the
+    database's fault, not the message's: the caller spends no try on it).
     """
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            process(message)
-            return Verdict(Decision.DONE, attempts=attempts)
-        except PoisonMessage as error:
-            return Verdict(Decision.DEAD_LETTER, error, attempts)
-        except INFRASTRUCTURE_ERRORS as error:
-            TRANSIENT_RETRIES.inc()
-            logger.warning(
-                "infrastructure unavailable, retrying without committing",
-                extra={"event": "resilience", "partition": message.partition, "offset": message.offset, "error": repr(error)},
-            )
-            close_old_connections()
-            return Verdict(Decision.RETRY_LATER, error, attempts - 1)  # the database, not the message
-        except Exception as error:
-            if attempts >= settings.CONSUMER_MAX_ATTEMPTS:
-                return Verdict(Decision.DEAD_LETTER, error, attempts)
-            logger.warning(
-                "processing failed, will retry",
-                extra={"event": "resilience", "offset": message.offset, "attempt": attempts, "error": repr(error)},
-            )
-            sleep(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1))
-            if not keep_going():
-                return Verdict(Decision.RETRY_LATER, error, attempts)
+    try:
+        process(message)
+        return Disposition.DONE, None
+    except PoisonMessage as error:
+        return Disposition.DEAD_LETTERED, error
+    except INFRASTRUCTURE_ERRORS as error:
+        TRANSIENT_RETRIES.inc()
+        logger.warning(
+            "infrastructure unavailable, retrying without committing",
+            extra={"event": "resilience", "partition": message.partition, "offset": message.offset, "error": repr(error)},
+        )
+        close_old_connections()
+        return Disposition.RETRY, error
+    except Exception as error:
+        if attempt >= settings.CONSUMER_MAX_ATTEMPTS:
+            return Disposition.DEAD_LETTERED, error
+        logger.warning(
+            "processing failed, will retry",
+            extra={"event": "resilience", "offset": message.offset, "attempt": attempt, "error": repr(error)},
+        )
+        return Disposition.RETRY, error
 
 
 def retry_backoff(attempt: int) -> float:
-    """Wait before a message runs again: the consumer's backoff, doubled per attempt, capped."""
-    return min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1), MAX_TRANSIENT_BACKOFF_SECONDS)
+    """Wait before a message runs again: the one backoff from CONSUMER_RETRY_BACKOFF_SECONDS, capped."""
+    return backoff_seconds(
+        attempt, initial_seconds=settings.CONSUMER_RETRY_BACKOFF_SECONDS, max_seconds=MAX_TRANSIENT_BACKOFF_SECONDS
+    )
 
 
 class OrderCreatedConsumer:
@@ -154,17 +142,21 @@ class OrderCreatedConsumer:
         process: Callable[[IncomingMessage], object] = process_order_created_message,
         check_topics: Callable[[], None] = lambda: None,
         max_in_flight: int | None = None,
+        after_database_commit: Callable[[IncomingMessage], None] = lambda message: None,
     ) -> None:
+        """`after_database_commit(message)` runs once a message's database work committed, before its offset commit."""
         self.consumer = consumer
         self.process = process
         self.check_topics = check_topics
+        self.after_database_commit = after_database_commit
         self.running = True
-        # Set by stop(): cuts every wait short (retry sleeps on the pool threads, broker backoff).
+        # Set by stop(): cuts the broker backoff short (the executor's drain ends the retry waits).
         self._stopping = threading.Event()
         self.executor: OrderedExecutor[IncomingMessage] = OrderedExecutor(
             process=self.settle,
             max_in_flight=max_in_flight or settings.CONSUMER_MAX_IN_FLIGHT,
             retry_backoff=retry_backoff,
+            on_settled=self._forget,
             thread_name_prefix="orders-consumer",
         )
         # Revocations reach the executor from kafka-python's IO thread.
@@ -173,7 +165,9 @@ class OrderCreatedConsumer:
         # safe yet: when they run again they go straight back there, neither
         # processed again nor (once on the .dlq topic) published twice.
         self.dead_letters: dict[MessageId, PendingDeadLetter] = {}
-        self._dead_letters_lock = threading.Lock()
+        # Tries of each message's processing so far, while it is in the pool.
+        self._tries: dict[MessageId, int] = {}
+        self._memory_lock = threading.Lock()
         self._connections = ThreadConnections()
         self._idle_since: float | None = None
         self._committed_at = 0.0
@@ -285,9 +279,12 @@ class OrderCreatedConsumer:
         # dead-letter memory afresh.
         self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
         self._rewind_needed = True
-        with self._dead_letters_lock:
+        with self._memory_lock:
             self.dead_letters.clear()
-        delay = min(settings.CONSUMER_RETRY_BACKOFF_SECONDS * 2 ** (self.broker_failures - 1), MAX_BROKER_BACKOFF_SECONDS)
+            self._tries.clear()
+        delay = backoff_seconds(
+            self.broker_failures, initial_seconds=settings.CONSUMER_RETRY_BACKOFF_SECONDS, max_seconds=MAX_BROKER_BACKOFF_SECONDS
+        )
         logger.warning(
             "broker unavailable, backing off",
             extra={"event": "resilience", "kind": error.kind, "error": repr(error.error), "retry_in": delay, "failures": self.broker_failures},
@@ -342,24 +339,30 @@ class OrderCreatedConsumer:
         close_old_connections()  # past DATABASE_CONN_MAX_AGE or broken: this thread gets a fresh one
         self._connections.hold()
         try:
-            with self._dead_letters_lock:
-                pending = self.dead_letters.pop(message_id(message), None)
+            key = message_id(message)
+            with self._memory_lock:
+                pending = self.dead_letters.pop(key, None)
+                attempt = self._tries.get(key, 0) + 1
             if pending is None:
-                verdict = message_decide(
-                    message, process=self.process, sleep=self._stopping.wait, keep_going=lambda: not self._stopping.is_set()
-                )
-                if verdict.decision == Decision.RETRY_LATER:
-                    return Disposition.RETRY
-                if verdict.decision == Decision.DEAD_LETTER:
-                    pending = PendingDeadLetter(
-                        message=message, error=verdict.error, attempts=verdict.attempts, group=self.consumer.group_id
-                    )
+                disposition, error = message_process(message, process=self.process, attempt=attempt)
+                if disposition == Disposition.RETRY and not isinstance(error, INFRASTRUCTURE_ERRORS):
+                    with self._memory_lock:
+                        self._tries[key] = attempt
+                if disposition == Disposition.RETRY:
+                    return disposition
+                if disposition == Disposition.DEAD_LETTERED:
+                    pending = PendingDeadLetter(message=message, error=error, attempts=attempt, group=self.consumer.group_id)
             if pending is not None:
                 return self.dead_letter(pending)
-            self._after_database_commit()
+            self.after_database_commit(message)
             return Disposition.DONE
         finally:
             close_old_connections()
+
+    def _forget(self, message: IncomingMessage, disposition: Disposition | None) -> None:
+        """Drop what was kept of a message for its retries once it leaves the pool (finished or given up)."""
+        with self._memory_lock:
+            self._tries.pop(message_id(message), None)
 
     def dead_letter(self, pending: PendingDeadLetter) -> Disposition:
         """Make the message safe among the dead letters; RETRY if that must wait."""
@@ -373,7 +376,7 @@ class OrderCreatedConsumer:
                 "dead letter not stored, will retry",
                 extra={"event": "resilience", "offset": message.offset, "error": repr(failure), "retries": pending.retries},
             )
-            with self._dead_letters_lock:
+            with self._memory_lock:
                 self.dead_letters[message_id(message)] = pending
             close_old_connections()
             return Disposition.RETRY
@@ -392,47 +395,3 @@ class OrderCreatedConsumer:
             },
         )
         return Disposition.DEAD_LETTERED
-
-    @staticmethod
-    def _after_database_commit() -> None:
-        if settings.CONSUMER_CRASH_AFTER_DB_COMMIT:  # fault injection for drills and tests
-            logger.warning("fault injection: dying between database commit and offset commit")
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def consumer_topics_check() -> None:
-    """Report (log and count) a consumed topic that is missing or has the wrong partition count."""
-    consumed = [spec for spec in TOPICS if spec.name == ORDERS_CREATED]
-    try:
-        mismatches = topics_check(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, topics=consumed, timeout_seconds=5.0)
-    except Exception as error:  # the broker is down: the loop will ride that out and check again
-        logger.warning("could not check the topics", extra={"event": "resilience", "error": repr(error)})
-        return
-    topics_mismatch_log(mismatches)
-    for mismatch in mismatches:
-        if mismatch.actual == 0:
-            BROKER_ERRORS.labels("topic_missing").inc()
-
-
-def consume_orders_forever() -> None:
-    consumer = EventConsumer(
-        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        group_id=settings.ORDERS_CONSUMER_GROUP,
-        topics=[ORDERS_CREATED],
-        max_poll_interval_seconds=MAX_POLL_INTERVAL_SECONDS,
-    )
-    loop = OrderCreatedConsumer(consumer=consumer, check_topics=consumer_topics_check)
-    signal.signal(signal.SIGTERM, loop.stop)
-    signal.signal(signal.SIGINT, loop.stop)
-    logger.info(
-        "order consumer started",
-        extra={"group": settings.ORDERS_CONSUMER_GROUP, "max_in_flight": loop.executor.max_in_flight},
-    )
-    loop.run()
-    logger.info("order consumer stopped", extra={"drained": loop.drained})
-    if not loop.drained:
-        # Python would wait at exit for the pool threads still running (past
-        # the process manager's patience): leave now. Their transactions roll
-        # back with the connections, and their offsets were never committed.
-        logging.shutdown()
-        os._exit(0)

@@ -9,6 +9,13 @@ drills can inject faults into a running platform. Callers go through
 "Resilience policies"): retry
 only transient errors, a time limit per call, and the breaker shared by
 every process.
+
+Retry levels: a transient gateway error (timeout, connection, the time limit)
+is retried here and only here, `paymentService.retry.attempts` times with the
+one backoff (`resilience.backoff`). Once they are spent the payment fails and
+the order with it; the caller never retries a payment again, so one charge is
+never retried at two levels. A database error inside a gateway call is not
+the gateway's failure: it propagates (the consumer waits the database out).
 """
 import hashlib
 import logging
@@ -69,8 +76,6 @@ class RefundResult:
     refund_id: str | None = None
     # The refunded charge's own reference.
     charge_id: str | None = None
-    # Why nothing was refunded: no successful charge under the key.
-    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ class MockPaymentGateway:
             )
             charge = charges.first()
         if charge is None or not charge.approved:
-            return RefundResult(refunded=False, reason="no successful charge to refund")
+            return RefundResult(refunded=False)  # no successful charge under the key
         return RefundResult(refunded=True, refund_id=charge.refund_id, charge_id=charge.external_transaction_id)
 
     def charges(self, *, created_after: datetime, created_before: datetime) -> list[GatewayCharge]:
@@ -219,9 +224,8 @@ def payment_gateway() -> PaymentGateway:
 class _PolicyCall:
     """One gateway operation under `paymentService`: breaker, time limit, retries of transient errors."""
 
-    def __init__(self, *, idempotency_key: str, sleep: Callable[[float], None]) -> None:
+    def __init__(self, *, idempotency_key: str) -> None:
         self.idempotency_key = idempotency_key
-        self.sleep = sleep
         self.attempts = 0
 
     def run(self, call: Callable[[float], T]) -> T:
@@ -251,7 +255,7 @@ class _PolicyCall:
             breaker.record_success(permit, duration=time.monotonic() - started)
             return result
 
-        for retry_state in retrying(rules.retry, retry_on=lambda error: isinstance(error, TRANSIENT_ERRORS), sleep=self.sleep):
+        for retry_state in retrying(rules.retry, retry_on=lambda error: isinstance(error, TRANSIENT_ERRORS)):
             with retry_state:
                 result = attempt()
         return result
@@ -269,12 +273,10 @@ class PaymentOutcome:
     failure_reason: str | None = None
 
 
-def payment_charge(
-    *, idempotency_key: str, amount: Decimal, gateway: PaymentGateway | None = None, sleep=time.sleep
-) -> PaymentOutcome:
+def payment_charge(*, idempotency_key: str, amount: Decimal) -> PaymentOutcome:
     """Charge through the `paymentService` policy; never raises for a payment problem."""
-    gateway = gateway or payment_gateway()
-    call = _PolicyCall(idempotency_key=idempotency_key, sleep=sleep)
+    gateway = payment_gateway()
+    call = _PolicyCall(idempotency_key=idempotency_key)
     try:
         result = call.run(
             lambda timeout: gateway.charge(idempotency_key=idempotency_key, amount=amount, timeout_seconds=timeout)
@@ -299,21 +301,18 @@ class RefundOutcome:
     refund_id: str | None = None
     charge_id: str | None = None
     # Set when the gateway could not be asked (unreachable, circuit open): try again later.
+    # Neither refunded nor failed: the gateway has no successful charge under the key.
     failure_reason: str | None = None
-    # The gateway has no successful charge under the key: nothing to give back.
-    nothing_to_refund: bool = False
 
 
-def payment_refund(
-    *, idempotency_key: str, gateway: PaymentGateway | None = None, sleep=time.sleep
-) -> RefundOutcome:
+def payment_refund(*, idempotency_key: str) -> RefundOutcome:
     """Refund the key's charge through the `paymentService` policy; never raises for a payment problem.
 
     The provider refunds a key at most once, so calling this again (a retry,
     a second job run) returns the first refund instead of a second one.
     """
-    gateway = gateway or payment_gateway()
-    call = _PolicyCall(idempotency_key=idempotency_key, sleep=sleep)
+    gateway = payment_gateway()
+    call = _PolicyCall(idempotency_key=idempotency_key)
     try:
         result = call.run(lambda timeout: gateway.refund(idempotency_key=idempotency_key, timeout_seconds=timeout))
     except CircuitOpenError as error:
@@ -323,5 +322,5 @@ def payment_refund(
         logger.error("refund gave up", extra={"event": "resilience", "attempts": call.attempts, "reason": reason})
         return RefundOutcome(refunded=False, attempts=call.attempts, failure_reason=reason)
     if not result.refunded:
-        return RefundOutcome(refunded=False, attempts=call.attempts, nothing_to_refund=True)
+        return RefundOutcome(refunded=False, attempts=call.attempts)
     return RefundOutcome(refunded=True, attempts=call.attempts, refund_id=result.refund_id, charge_id=result.charge_id)

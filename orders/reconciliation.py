@@ -40,8 +40,7 @@ from orders.processing import OrderCreatedEvent, order_created_apply, order_crea
 from orders.services import REFUNDABLE_STATUSES, order_created_event_create, order_payment_refund
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.services import outbox_events_republish
-from resilience.policies import RetryConfig
-from resilience.retry import backoff_seconds
+from resilience.backoff import Jitter, backoff_seconds
 from resilience.timeout import call_with_time_limit
 
 logger = logging.getLogger(__name__)
@@ -86,11 +85,12 @@ class _Claimed:
 
 
 def _backoff(attempt: int, base_seconds: float) -> timedelta:
+    # Equal jitter over twice the base: re-drive N waits between base * 2**(N-1)
+    # and twice that, so never sooner than the stuck threshold (a re-drive has
+    # as long to land as the first try had), and orders stuck by one outage spread out.
     base_seconds = max(base_seconds, MIN_BACKOFF_SECONDS)
-    config = RetryConfig(
-        initial_seconds=base_seconds, multiplier=2.0, max_seconds=MAX_BACKOFF_SECONDS, jitter_seconds=base_seconds * 0.1
-    )
-    return timedelta(seconds=backoff_seconds(attempt, config))
+    seconds = backoff_seconds(attempt, initial_seconds=2 * base_seconds, max_seconds=MAX_BACKOFF_SECONDS, jitter=Jitter.EQUAL)
+    return timedelta(seconds=seconds)
 
 
 def _claim(

@@ -2,6 +2,7 @@
 from celery import shared_task
 from django.conf import settings
 
+from core.tasks import PERIODIC_JOB_RETRY
 from orders.processing import processed_events_purge
 from orders.reconciliation import orders_reconcile, payment_charges_audit
 
@@ -10,14 +11,14 @@ from orders.reconciliation import orders_reconcile, payment_charges_audit
 RECONCILE_BUDGET_SECONDS = 60
 
 
-@shared_task(name="orders.processed_events_purge", soft_time_limit=300, time_limit=330)
+@shared_task(name="orders.processed_events_purge", soft_time_limit=300, time_limit=330, **PERIODIC_JOB_RETRY)
 def purge_processed_events() -> None:
     processed_events_purge(
         older_than_days=settings.PROCESSED_EVENT_RETENTION_DAYS, batch_size=settings.CLEANUP_BATCH_SIZE
     )
 
 
-@shared_task(name="orders.reconcile", soft_time_limit=240, time_limit=270)
+@shared_task(name="orders.reconcile", soft_time_limit=240, time_limit=270, **PERIODIC_JOB_RETRY)
 def reconcile() -> None:
     """Drive orders stuck in PENDING or PROCESSING to a terminal state."""
     orders_reconcile(
@@ -27,7 +28,7 @@ def reconcile() -> None:
     )
 
 
-@shared_task(name="orders.payment_audit", soft_time_limit=240, time_limit=270)
+@shared_task(name="orders.payment_audit", soft_time_limit=240, time_limit=270, **PERIODIC_JOB_RETRY)
 def payment_audit() -> None:
     """Refund gateway charges whose order is not PAID."""
     payment_charges_audit(

@@ -6,12 +6,24 @@ until their new status is written, so a crash anywhere leaves them PENDING
 rows another holds (SKIP LOCKED), and publishes an aggregate's rows only as
 the unbroken prefix of that aggregate's unpublished rows, so no event ever
 overtakes an earlier one of its aggregate, even one waiting for a retry.
+
+Retry level of a producer send: the row. kafka-python retries inside one
+bounded send (`kafkaPublisher` time limit); a row that still fails keeps its
+`attempts` and `next_attempt_at` (the one backoff, `kafkaPublisher` policy)
+and goes FAILED after OUTBOX_MAX_ATTEMPTS. The design speaks of Celery
+workers publishing "with autoretry/backoff"; the retry state lives in the
+row instead of Celery's `autoretry_for` because it must outlive a worker
+crash or a lost broker message (a task retry is a message in Redis), it is
+per row, not per batch (one bad row must not resend the batch), it keeps an
+aggregate's order (a later row waits behind a retrying one, which a task
+retried on its own clock cannot see), and a thousand retrying rows cost one
+query, not a thousand delayed messages. The relay task itself is therefore
+never retried by Celery: the wake-up and the beat sweep start the next run.
 """
 import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,13 +31,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.kafka.producer import EventProducer, OutgoingMessage, SendResult, SendStatus, event_producer, event_producer_reset
+from core.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
-from resilience.retry import backoff_seconds
+from resilience.retry import retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -163,19 +175,13 @@ def _apply_failure(row: ClaimedRow, result: SendResult, now: datetime, report: B
         )
     else:
         retry = policy(POLICY).retry
-        row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts, retry))
+        row.next_attempt_at = now + timedelta(seconds=retry_delay(row.attempts, retry))
         report.retrying += 1
 
 
-def outbox_batch_publish(
-    *,
-    batch_size: int,
-    breaker: CircuitBreaker | None = None,
-    producer_factory: Callable[[], EventProducer] | None = None,
-) -> BatchReport:
+def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = None) -> BatchReport:
     """Claim one batch, publish it, record each row's outcome; all in one transaction."""
     breaker = breaker or breaker_for(POLICY)
-    producer_factory = producer_factory or event_producer
     report = BatchReport()
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
     if breaker.state() != State.CLOSED:
@@ -196,23 +202,13 @@ def outbox_batch_publish(
             BREAKER_SKIPS.inc()
             return report  # rows untouched: an open breaker burns no attempts
         sendable, messages, outcomes = _encode(rows)
-        try:
-            results = producer_factory().send_batch(messages) if messages else []
-        except Exception as error:  # the producer could not even be created: broker unreachable
-            logger.warning("kafka producer unavailable", extra={"event": "resilience", "error": repr(error)})
-            event_producer_reset()
-            results = [SendResult(SendStatus.TRANSIENT, repr(error), type(error).__name__)] * len(messages)
-        outcomes += list(zip(sendable, results))
+        outcomes += list(zip(sendable, event_producer_send(messages)))
 
         # The broker's health is what the breaker judges: a permanent error
         # (a bad message) was still an answer from a working broker.
         transient = sum(1 for _, result in outcomes if result.status == SendStatus.TRANSIENT)
         answered = sum(1 for _, result in outcomes if result.status in (SendStatus.ACKED, SendStatus.PERMANENT))
         breaker.record_outcomes(permit, successes=answered, failures=transient)
-        if transient:
-            # Its buffers now hold only sends we gave up on; a fresh producer
-            # keeps them from going out long after, behind later retries.
-            event_producer_reset()
 
         now = timezone.now()
         published = [row for row, result in outcomes if result.status == SendStatus.ACKED]

@@ -20,7 +20,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
-from resilience.redis_client import fail_fast_client
+from resilience.redis_client import shared_fail_fast_client
 from resilience.suspension import Suspension
 
 logger = logging.getLogger(__name__)
@@ -31,14 +31,10 @@ FLAG_KEY = "outbox:relay:scheduled"
 FLAG_TTL_SECONDS = 5
 
 _suspension = Suspension(5.0)
-_client: redis.Redis | None = None
 
 
 def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
-    return _client
+    return shared_fail_fast_client(settings.REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
 
 
 def outbox_relay_wake() -> None:
@@ -82,7 +78,5 @@ def outbox_relay_flag_clear() -> None:
 
 
 def outbox_trigger_reset() -> None:
-    """Forget the client and any back-off (settings changed, or between tests)."""
-    global _client
-    _client = None
+    """Forget any back-off (between tests; a changed REDIS_URL gets its own client anyway)."""
     _suspension.reset()

@@ -9,8 +9,9 @@ from typing import Any
 
 from django.conf import settings
 
+from resilience.backoff import Jitter
 from resilience.breaker import BreakerConfig, CircuitBreaker, RedisStore
-from resilience.redis_client import fail_fast_client
+from resilience.redis_client import shared_fail_fast_client
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class RetryConfig:
     initial_seconds: float = 1.0
     multiplier: float = 2.0
     max_seconds: float = 30.0
-    jitter_seconds: float = 0.5
+    # Equal jitter: spread, and never less than half of the contract's "1 s x 2" (docs/contract.md).
+    jitter: Jitter = Jitter.EQUAL
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def breaker_for(name: str) -> CircuitBreaker:
             config = policy(name).breaker
             if config is None:
                 raise ValueError(f"policy {name!r} has no breaker")
-            client = fail_fast_client(settings.RESILIENCE_REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
+            client = shared_fail_fast_client(settings.RESILIENCE_REDIS_URL, timeout_seconds=settings.REDIS_SOCKET_TIMEOUT_SECONDS)
             breaker = CircuitBreaker(name, config, RedisStore(client))
             _breakers[name] = breaker
         return breaker

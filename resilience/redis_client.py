@@ -1,4 +1,10 @@
-"""Redis clients for optional, latency-sensitive calls."""
+"""The one Redis client factory of our code: fail-fast clients, one per process and URL.
+
+Every Redis use outside Django's cache (the breakers' shared state, the jobs'
+success record, the relay's wake-up flag, the payment fault switch, the
+readiness probe) takes its client from `shared_fail_fast_client`. Django's
+cache builds its own pools from CACHES (core/cache.py keeps one client per pool).
+"""
 import functools
 
 import redis
@@ -6,12 +12,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
-def fail_fast_client(url: str, *, timeout_seconds: float) -> redis.Redis:
-    """A client that gives up at once: no reconnect-and-retry loop on a dead server.
+@functools.cache
+def shared_fail_fast_client(url: str, *, timeout_seconds: float) -> redis.Redis:
+    """Return this process's one fail-fast client for `url` and timeout, created on first use.
 
-    redis-py retries connection errors with backoff by default, which turns
-    one unreachable Redis into seconds of waiting per call; callers here
-    have a fallback and would rather use it.
+    Fail-fast: no reconnect-and-retry loop on a dead server. redis-py retries
+    connection errors with backoff by default, which turns one unreachable
+    Redis into seconds of waiting per call; callers here have a fallback and
+    would rather use it. The connection pool is thread-safe and reused;
+    redis-py's pool notices a fork and opens new connections in the child.
     """
     return redis.Redis.from_url(
         url,
@@ -19,9 +28,3 @@ def fail_fast_client(url: str, *, timeout_seconds: float) -> redis.Redis:
         socket_timeout=timeout_seconds,
         retry=Retry(NoBackoff(), 0),
     )
-
-
-@functools.cache
-def shared_fail_fast_client(url: str, *, timeout_seconds: float) -> redis.Redis:
-    """This process's one fail-fast client for `url` (its connection pool is thread-safe and reused)."""
-    return fail_fast_client(url, timeout_seconds=timeout_seconds)

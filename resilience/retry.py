@@ -1,39 +1,37 @@
-"""Retry with exponential backoff and jitter, on tenacity."""
+"""Retry in-process with the one backoff (`resilience.backoff`), on tenacity's loop."""
 import random
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from resilience.backoff import backoff_seconds
 from resilience.policies import RetryConfig
 
 T = TypeVar("T")
 
 
-def retrying(config: RetryConfig, *, retry_on: Callable[[BaseException], bool], sleep: Callable[[float], None] | None = None) -> Retrying:
-    """A tenacity controller for `config`; only errors `retry_on` accepts are retried."""
-    kwargs = {}
-    if sleep is not None:
-        kwargs["sleep"] = sleep
-    return Retrying(
-        stop=stop_after_attempt(config.attempts),
-        wait=wait_exponential_jitter(
-            multiplier=config.initial_seconds,
-            exp_base=config.multiplier,
-            max=config.max_seconds,
-            jitter=config.jitter_seconds,
-        ),
-        retry=retry_if_exception(retry_on),
-        reraise=True,
-        **kwargs,
+def retry_delay(attempt: int, config: RetryConfig, *, rand: Callable[[], float] = random.random) -> float:
+    """Return the wait before retry number `attempt` (1-based) under `config`."""
+    return backoff_seconds(
+        attempt,
+        initial_seconds=config.initial_seconds,
+        multiplier=config.multiplier,
+        max_seconds=config.max_seconds,
+        jitter=config.jitter,
+        random=rand,
     )
 
 
-def backoff_seconds(attempt: int, config: RetryConfig, *, rand: Callable[[], float] = random.random) -> float:
-    """Delay before retry number `attempt` (1-based): exponential, capped, plus jitter.
+def retrying(config: RetryConfig, *, retry_on: Callable[[BaseException], bool]) -> Retrying:
+    """Return a tenacity controller for `config`; only errors `retry_on` accepts are retried."""
 
-    For work that waits in a table rather than in a sleeping process (outbox
-    rows), where tenacity's in-process loop does not apply.
-    """
-    delay = config.initial_seconds * config.multiplier ** max(attempt - 1, 0)
-    return min(delay, config.max_seconds) + rand() * config.jitter_seconds
+    def wait(state: RetryCallState) -> float:
+        return retry_delay(state.attempt_number, config)
+
+    return Retrying(
+        stop=stop_after_attempt(config.attempts),
+        wait=wait,
+        retry=retry_if_exception(retry_on),
+        reraise=True,
+    )

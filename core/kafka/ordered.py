@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
+from resilience.backoff import backoff_seconds
+
 logger = logging.getLogger(__name__)
 
 
@@ -79,6 +81,8 @@ class TopicPartitionId(NamedTuple):
 
 
 class Disposition(str, Enum):
+    """What became of a consumed message: its one fate, from the consumer's decision to the executor's commit."""
+
     DONE = "done"  # applied (or recognised as already applied): commit may pass it
     DEAD_LETTERED = "dead_lettered"  # safely stored as a dead letter: commit may pass it
     RETRY = "retry"  # not finished: hold the commit and the key, run it again
@@ -88,8 +92,8 @@ FINISHED = frozenset({Disposition.DONE, Disposition.DEAD_LETTERED})
 
 
 def default_retry_backoff(attempt: int) -> float:
-    """Wait 1, 2, 4 … seconds, at most 30, before running a RETRY message again."""
-    return min(2.0 ** (attempt - 1), 30.0)
+    """Wait about 1, 2, 4 … seconds, at most 30, before running a RETRY message again."""
+    return backoff_seconds(attempt, initial_seconds=1.0, max_seconds=30.0)
 
 
 @dataclass(eq=False)

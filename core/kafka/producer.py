@@ -200,6 +200,25 @@ def event_producer_reset() -> None:
         _producer = None
 
 
-# --- Consuming -------------------------------------------------------------
+def event_producer_send(messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    """Send through this process's producer and report each message; drop the producer after a transient failure.
 
-
+    The one "send, and reset on a transient failure": after one, the
+    producer's buffers hold only sends given up on, and a fresh producer keeps
+    them from going out long after, behind later retries (or asks a broker
+    that lost our producer id for a new one). A producer that cannot even be
+    created (broker unreachable) makes every message TRANSIENT. Never raises
+    for a broker problem; retrying is the caller's business (the outbox row,
+    the consumer's RETRY, the operator's replay).
+    """
+    if not messages:
+        return []
+    try:
+        results = event_producer().send_batch(messages)
+    except Exception as error:  # the producer could not even be created: broker unreachable
+        logger.warning("kafka producer unavailable", extra={"event": "resilience", "error": repr(error)})
+        event_producer_reset()
+        return [SendResult(SendStatus.TRANSIENT, repr(error), type(error).__name__)] * len(messages)
+    if any(result.status == SendStatus.TRANSIENT for result in results):
+        event_producer_reset()
+    return results

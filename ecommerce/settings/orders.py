@@ -16,6 +16,7 @@ PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", defau
 PROCESSED_EVENT_PURGE_INTERVAL_SECONDS = env.int("PROCESSED_EVENT_PURGE_INTERVAL_SECONDS", default=3600)
 # Fault injection for drills and tests only: the consumer kills itself with
 # SIGKILL after a message's database commit and before its offset commit.
+# The production settings refuse it.
 CONSUMER_CRASH_AFTER_DB_COMMIT = env.bool("CONSUMER_CRASH_AFTER_DB_COMMIT", default=False)
 
 # Reconciliation (orders/reconciliation.py): an order PENDING or PROCESSING for

@@ -44,3 +44,9 @@ SILENCED_SYSTEM_CHECKS = [
 ]
 
 METRICS_AUTH_REQUIRED = True
+
+# A test and drill hook (orders/management/commands/consume_orders.py): a
+# production consumer that kills itself after every commit would pay orders
+# one at a time, restarting forever.
+if CONSUMER_CRASH_AFTER_DB_COMMIT:  # noqa: F405
+    raise ImproperlyConfigured("CONSUMER_CRASH_AFTER_DB_COMMIT is a test and drill hook; production refuses it.")

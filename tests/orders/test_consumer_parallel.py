@@ -177,7 +177,7 @@ def test_sigterm_under_load_loses_nothing_and_a_restart_pays_the_rest_once(place
     stopped_at = time.monotonic()
     first.process.send_signal(signal.SIGTERM)
     assert first.wait(timeout=20) == 0
-    assert time.monotonic() - stopped_at < 5.0  # within honcho's grace period before SIGKILL
+    assert time.monotonic() - stopped_at < 5.0  # well within supervisord's 10 s grace period before SIGKILL
     assert Order.objects.filter(id__in=[row.aggregate_id for row in rows], status="PAID").count() < len(rows)
 
     consumers(PAYMENT_MOCK_LATENCY_SECONDS="0.05")

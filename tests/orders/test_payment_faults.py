@@ -112,7 +112,7 @@ class TestSwitch:
 OPEN_SECONDS = 6.0
 DRILL_POLICIES = {
     "paymentService": {
-        "retry": {"initial_seconds": 0.05, "jitter_seconds": 0.01},
+        "retry": {"initial_seconds": 0.05},
         "breaker": {"open_seconds": OPEN_SECONDS},
     }
 }

@@ -118,7 +118,7 @@ class TestPaymentTimeouts:
         settings.RESILIENCE_POLICIES = {
             "paymentService": {
                 "timeout_seconds": 0.2,
-                "retry": {"initial_seconds": 0.01, "jitter_seconds": 0.01},
+                "retry": {"initial_seconds": 0.01},
                 "breaker": {"open_seconds": 1.0, "slow_call_seconds": 0.2},
             }
         }

@@ -18,7 +18,7 @@ from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FAST_RETRIES = {"paymentService": {"retry": {"initial_seconds": 0.01, "jitter_seconds": 0.01}}}
+FAST_RETRIES = {"paymentService": {"retry": {"initial_seconds": 0.01}}}
 
 
 def counter(name: str, **labels: str) -> float:

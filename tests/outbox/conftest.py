@@ -9,7 +9,7 @@ def fast_policies(settings):
         "kafkaPublisher": {
             "timeout_seconds": 1.0,
             "breaker": {"open_seconds": 2.0},
-            "retry": {"initial_seconds": 0.05, "multiplier": 2.0, "jitter_seconds": 0.01, "max_seconds": 0.5},
+            "retry": {"initial_seconds": 0.05, "multiplier": 2.0, "max_seconds": 0.5},
         }
     }
     breakers_reset()
