@@ -59,9 +59,8 @@ os.environ.setdefault("DJANGO_DEBUG", "false")  # DEBUG records every query: not
 
 def ensure_database() -> None:
     import psycopg2
-    from psycopg2 import sql
-
     from django.conf import settings
+    from psycopg2 import sql
 
     db = settings.DATABASES["default"]
     admin = psycopg2.connect(dbname="postgres", user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432)
@@ -201,11 +200,10 @@ def worker_drain_rate(topic: str, rows: int) -> float:
 
 def checkout_latency(rate: int, seconds: int) -> dict[str, float]:
     from django.db import connection
+    from django.utils import timezone
 
     from catalog.models import Category, Product
     from checkout.models import Cart, CartItem
-    from django.utils import timezone
-
     from checkout.services import checkout_create
     from orders.services import CustomerInfo, ShippingAddress
     from outbox.models import OutboxEvent, OutboxStatus
@@ -300,7 +298,7 @@ def main() -> None:
     try:
         bench(arguments)
     finally:
-        from core.kafka.producer import event_producer_reset
+        from messaging.kafka.producer import event_producer_reset
 
         event_producer_reset()  # closed before its broker goes, so it does not log the loss
         broker.kill()
@@ -314,8 +312,8 @@ def bench(arguments: argparse.Namespace) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from core.kafka.admin import topics_ensure
-    from core.contract.events import TopicSpec
+    from messaging.contract.events import TopicSpec
+    from messaging.kafka.admin import topics_ensure
 
     call_command("migrate", verbosity=0)
     bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS

@@ -10,13 +10,7 @@ from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog.selectors import query_timeout
-from catalog.serializers import (
-    CategoryInput,
-    CategoryOutput,
-    ProductInput,
-    ProductOutput,
-    ProductQuery,
-)
+from catalog.serializers import CategoryInput, CategoryOutput, ProductInput, ProductOutput, ProductQuery
 from core.api import parse
 from core.auth import ManagerOrReadOnly
 from core.openapi import problem_responses

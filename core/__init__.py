@@ -2,7 +2,8 @@
 
 Owns database helpers, errors and problem details (RFC 9457), correlation ids,
 request guards (parsers, slow clients, load shedding), pagination, throttles,
-authentication and permissions, the Redis cache backend, and the Kafka boundary
-(`core.kafka`). Imports Django, DRF, libraries and `resilience`; never an app
-(catalog, checkout, orders, outbox, deadletters) and never `ecommerce`.
+authentication and permissions, the Redis cache backend, and the periodic
+jobs' retry options. Imports Django, DRF, libraries and `resilience`; never
+`messaging`, an app (catalog, checkout, orders, outbox, deadletters) or
+`ecommerce`.
 """

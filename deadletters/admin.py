@@ -7,7 +7,6 @@ from django.utils.html import format_html, format_html_join
 from deadletters.models import DeadLetter
 from deadletters.services import dead_letter_value_correct, dead_letters_replay, dead_letters_resolve, preview
 
-
 # A form field is no place for a value near the broker's 1 MiB limit; such a one is replayed as it is.
 MAX_EDITABLE_BYTES = 64 * 1024
 

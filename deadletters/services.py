@@ -3,7 +3,7 @@
 A dead letter is the original message, byte for byte (key, value, headers),
 plus `dlt-*` headers that say where it came from and why it failed
 (docs/contract.md "Dead letters"). Publishing and replaying go through the one producer of
-the Kafka boundary (`core.kafka.producer.event_producer_send`).
+the Kafka boundary (`messaging.kafka.producer.event_producer_send`).
 
 Replay publishes the stored bytes directly and records `replayed_at` only
 after the broker acknowledged them. It does not go through the outbox: an
@@ -25,9 +25,9 @@ from django.utils import timezone
 
 from deadletters.metrics import REPLAYED, STORE_FAILURES
 from deadletters.models import DeadLetter
-from core.contract.events import dead_letter_topic
-from core.kafka.consumer import IncomingMessage
-from core.kafka.producer import OutgoingMessage, SendStatus, event_producer_send
+from messaging.contract.events import dead_letter_topic
+from messaging.kafka.consumer import IncomingMessage
+from messaging.kafka.producer import OutgoingMessage, SendStatus, event_producer_send
 
 logger = logging.getLogger(__name__)
 

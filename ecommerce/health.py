@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from core.kafka.connection import broker_ping
+from messaging.kafka.connection import broker_ping
 from resilience.redis_client import shared_fail_fast_client
 
 logger = logging.getLogger(__name__)

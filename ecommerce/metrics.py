@@ -33,7 +33,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from core.contract.events import DLQ_SUFFIX, TOPICS
 from ecommerce.platform_state import (
     breaker_statuses,
     consumer_positions,
@@ -45,6 +44,7 @@ from ecommerce.platform_state import (
     outbox_status_counts,
 )
 from ecommerce.schedules import schedules
+from messaging.contract.events import DLQ_SUFFIX, TOPICS
 from resilience.breaker import STATE_VALUE
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from django.db.models import Count
 
 from celery_app import beat_started_at, job_last_successes
 from deadletters.models import DeadLetter
-from core.contract.events import ORDERS_CREATED
-from core.kafka.monitoring import PartitionPosition, consumer_group_positions
+from messaging.contract.events import ORDERS_CREATED
+from messaging.kafka.monitoring import PartitionPosition, consumer_group_positions
 from orders.models import UNSETTLED_STATUSES, Order
 from outbox.models import OutboxEvent, OutboxStatus
 from resilience.breaker import State

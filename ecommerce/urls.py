@@ -4,11 +4,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from catalog import apis as catalog_apis
 from checkout import apis as checkout_apis
-from ecommerce import health
 from core.auth import LoginApi, metrics_access
+from ecommerce import health
 from ecommerce.metrics import metrics
 from orders import apis as order_apis
-
 
 
 class OrderNumberConverter:

@@ -4,9 +4,9 @@ Processing is `orders.processing.process_order_created_message`; this module
 decides what happens around it:
 
 * `message_process` runs the processing once and says what becomes of the
-  message (a `core.kafka.ordered.Disposition`, the one name of a message's fate);
+  message (a `messaging.kafka.ordered.Disposition`, the one name of a message's fate);
 * `OrderCreatedConsumer.settle` carries that out on a pool thread of the
-  key-ordered executor (`core.kafka.ordered`): it answers DONE once the
+  key-ordered executor (`messaging.kafka.ordered`): it answers DONE once the
   message's database work committed, DEAD_LETTERED once its dead letter is
   safe, RETRY when it must run again later;
 * `OrderCreatedConsumer.run` is the loop, the only caller of Kafka: poll,
@@ -49,10 +49,10 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
 from core.db import ThreadConnections
-from core.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
-from core.kafka.ordered import Disposition, OrderedExecutor
+from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
+from messaging.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
+from messaging.kafka.ordered import Disposition, OrderedExecutor
 from orders.metrics import BROKER_ERRORS, CONSUMED, DEAD_LETTERED, HEARTBEAT, IN_FLIGHT, TRANSIENT_RETRIES
 from orders.payments import mock_gateway_connections_close
 from orders.processing import PoisonMessage, process_order_created_message

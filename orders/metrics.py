@@ -5,7 +5,7 @@ import, so an alert can fire on the first event.
 """
 from prometheus_client import Counter, Gauge, Histogram
 
-from core.contract.events import ORDERS_CREATED
+from messaging.contract.events import ORDERS_CREATED
 
 CONSUMED = Counter("orders_consumer_consumed", "Messages taken from Kafka by the order consumer.", ["topic"])
 DEAD_LETTERED = Counter("orders_consumer_dead_lettered", "Messages sent to a dead-letter topic.", ["topic", "reason"])

@@ -5,7 +5,7 @@ letters; it either applies the event, recognises it as already applied, or
 raises an error whose class tells the consumer loop what to do:
 
 * `PoisonMessage`: the bytes can never be processed (not JSON, refused by the
-  event's JSON Schema, unknown type or version; see `core.contract.events`):
+  event's JSON Schema, unknown type or version; see `messaging.contract.events`):
   dead-letter at once;
 * a database connection error (`OperationalError`, `InterfaceError`):
   transient infrastructure, retry without dead-lettering;
@@ -28,10 +28,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from core.contract.events import ORDER_CREATED, InvalidEvent, event_decode, event_validate
 from core.correlation import set_correlation_id
 from core.db import delete_in_batches
-from core.kafka.consumer import IncomingMessage
+from messaging.contract.events import ORDER_CREATED, InvalidEvent, event_decode, event_validate
+from messaging.kafka.consumer import IncomingMessage
 from orders.metrics import DUPLICATES, PROCESSED, PROCESSING_SECONDS
 from orders.models import (
     Order,

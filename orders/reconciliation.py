@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from core.contract.events import ORDER_CREATED
+from messaging.contract.events import ORDER_CREATED
 from orders.metrics import PAYMENT_REFUNDS, RECONCILED, UNMATCHED_CHARGES
 from orders.models import UNSETTLED_STATUSES, Order, OrderStatus
 from orders.payments import GatewayCharge, payment_gateway, payment_refund

@@ -9,7 +9,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.inventory import stock_release
-from core.contract.events import (
+from core.errors import Conflict, NotFound
+from messaging.contract.events import (
     ORDERS_CREATED,
     PAYMENTS_COMPLETED,
     EventEnvelope,
@@ -20,7 +21,6 @@ from core.contract.events import (
     payment_completed_payload,
     payment_refunded_payload,
 )
-from core.errors import Conflict, NotFound
 from orders.metrics import PAYMENT_REFUNDS
 from orders.models import (
     ORDER_TRANSITIONS,

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
+from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake

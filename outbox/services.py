@@ -12,8 +12,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.contract.events import event_headers
 from core.db import delete_in_batches, in_batches
+from messaging.contract.events import event_headers
 from outbox.metrics import PURGED, REQUEUED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_wake_on_commit

@@ -46,7 +46,7 @@ sha_of() {
 }
 want="$(sha_of)"
 
-# The AsyncAPI document's validator (tests/core/test_contract.py) is the official
+# The AsyncAPI document's validator (tests/messaging/test_contract_documents.py) is the official
 # parser, a Node package: no PyPI package validates an AsyncAPI 3 document in full.
 # Without npm only that test fails, with a hint; everything else still runs.
 asyncapi_parser_install() {

@@ -9,7 +9,6 @@ from tests.api import login
 from tests.factories import ProductFactory, UserFactory
 from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 
-
 # Fixtures that start or talk to a broker: a test using one is a `kafka` test
 # whether or not it says so, so `-m "not kafka"` never selects it.
 BROKER_FIXTURES = {"broker", "consumers"}

@@ -14,13 +14,12 @@ from django.conf import settings
 from django.db import connection
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from core.contract.events import TOPICS, TopicSpec
-from core.kafka.admin import topics_ensure
-
-from core.kafka.connection import NoAutoCreateClient
+from messaging.contract.events import TOPICS, TopicSpec
+from messaging.kafka.admin import topics_ensure
+from messaging.kafka.connection import NoAutoCreateClient
 
 ROOT = Path(__file__).resolve().parent.parent
-# The tests' own clients never create a topic either (see core/kafka/connection.py).
+# The tests' own clients never create a topic either (see messaging/kafka/connection.py).
 NO_AUTO_CREATE = {"allow_auto_create_topics": False, "kafka_client": NoAutoCreateClient}
 
 
@@ -251,7 +250,7 @@ def shared_state_reset() -> None:
     """Fresh producer, breakers and relay trigger in this process; shared breaker state wiped from Redis."""
     import redis
 
-    from core.kafka.producer import event_producer_reset
+    from messaging.kafka.producer import event_producer_reset
     from outbox.trigger import outbox_trigger_reset
     from resilience.policies import breakers_reset
 

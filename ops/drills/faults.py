@@ -23,7 +23,7 @@ import redis
 from supervisor.xmlrpc import SupervisorTransport
 
 from bench.e2e import payment_faults
-from core.kafka.producer import EventProducer, OutgoingMessage
+from messaging.kafka.producer import EventProducer, OutgoingMessage
 from ops.drills.broker_proxy import proxy_faults_reset, proxy_faults_write
 
 logger = logging.getLogger(__name__)

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 from django.db import connections
 from django.db.models import Sum
 from django.db.utils import Error as DatabaseError
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.load import CheckoutResult
 from catalog.models import Product
-from core.contract.events import ORDER_CREATED, ORDERS_CREATED, PAYMENT_COMPLETED, PAYMENTS_COMPLETED
-from core.kafka.monitoring import topic_values
+from messaging.contract.events import ORDER_CREATED, ORDERS_CREATED, PAYMENT_COMPLETED, PAYMENTS_COMPLETED
+from messaging.kafka.monitoring import topic_values
 from orders.models import UNSETTLED_STATUSES, MockGatewayCharge, Order, OrderItem, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from deadletters.models import DeadLetter
-from core.contract.events import ORDERS_CREATED
+from messaging.contract.events import ORDERS_CREATED
 from ops.drills import faults
 from ops.drills.report import DrillReport, database_retrying
 

@@ -10,9 +10,9 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
+from catalog.models import Product
 from checkout import services
 from checkout.idempotency import idempotency_records_expired_delete, request_fingerprint
-from catalog.models import Product
 from checkout.models import IdempotencyRecord
 from checkout.tasks import idempotency_cleanup
 from orders.models import Order

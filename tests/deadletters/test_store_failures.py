@@ -7,9 +7,9 @@ from prometheus_client import REGISTRY
 
 from deadletters.models import DeadLetter
 from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
-from core.contract.events import TopicSpec, dead_letter_topic
-from core.kafka.admin import topics_ensure
-from core.kafka.consumer import EventConsumer, IncomingMessage
+from messaging.contract.events import TopicSpec, dead_letter_topic
+from messaging.kafka.admin import topics_ensure
+from messaging.kafka.consumer import EventConsumer, IncomingMessage
 from orders.consumer import OrderCreatedConsumer
 from orders.processing import PoisonMessage
 from tests.support import committed_offsets, produce, read_topic, wait_for

@@ -5,6 +5,7 @@ import yaml
 from django.core.management import call_command
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from rest_framework_simplejwt.tokens import AccessToken
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -12,7 +13,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.factories import ProductFactory, UserFactory
 

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import pytest
 
-from core.kafka.consumer import IncomingMessage
-from core.kafka.ordered import Disposition, OrderedExecutor, TopicPartitionId
+from messaging.kafka.consumer import IncomingMessage
+from messaging.kafka.ordered import Disposition, OrderedExecutor, TopicPartitionId
 from tests.support import wait_for
 from tests.unit_support import _clean_cache, _clean_shared_state  # noqa: F401 (no Redis needed)
 

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from celery_app import BEAT_STARTED_KEY, JOB_SUCCESS_KEY, beat_start_record, job_success_record
+from deadletters.models import DeadLetter
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
-from deadletters.models import DeadLetter
 from tests.support import outbox_test_event
 
 

@@ -15,7 +15,6 @@ from django_celery_beat.models import PeriodicTask
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from celery_app import beat_started_at
-from core.contract.events import ORDERS_CREATED
 from ecommerce.overview import (
     Unavailable,
     activity,
@@ -25,6 +24,7 @@ from ecommerce.overview import (
     overview_snapshot,
     periodic_jobs,
 )
+from messaging.contract.events import ORDERS_CREATED
 from orders.models import OrderStatus
 from outbox.models import OutboxStatus
 from resilience.breaker import State

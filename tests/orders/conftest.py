@@ -3,7 +3,7 @@ import json
 import pytest
 from django.db import transaction
 
-from core.kafka.consumer import IncomingMessage
+from messaging.kafka.consumer import IncomingMessage
 from orders.payment_faults import payment_faults_cache_clear, payment_faults_reset
 from orders.payments import mock_gateway_connections_close
 from outbox.models import OutboxEvent

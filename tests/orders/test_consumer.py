@@ -5,19 +5,19 @@ import signal
 import pytest
 from kafka import KafkaProducer
 
-from core.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ, PAYMENTS_COMPLETED
+from deadletters.models import DeadLetter
+from deadletters.services import dead_letters_replay
+from messaging.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ, PAYMENTS_COMPLETED
 from orders.models import MockGatewayCharge, Order, PaymentTransaction
 from outbox.models import OutboxEvent
 from outbox.relay import outbox_drain
-from deadletters.models import DeadLetter
-from deadletters.services import dead_letters_replay
 from tests.support import (
     ConsumerProcess,
     TcpProxy,
     committed_offsets,
+    database_url_for_tests,
     header,
     read_topic,
-    database_url_for_tests,
     wait_for,
 )
 

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from kafka.admin import KafkaAdminClient
 
-from core.contract.events import ORDERS_CREATED, TOPICS, TopicSpec
-from core.kafka.admin import topics_ensure
+from messaging.contract.events import ORDERS_CREATED, TOPICS, TopicSpec
+from messaging.kafka.admin import topics_ensure
 from orders.models import Order
 from outbox.relay import outbox_drain
 from tests.support import shared_state_reset, wait_for
@@ -83,7 +83,7 @@ def test_the_consumer_never_creates_a_topic_and_reports_it_missing(consumers, br
 def test_a_wrong_partition_count_is_reported_by_kafka_topics_and_the_consumer(consumers, broker, settings, caplog):
     broker.restart(topics=(TopicSpec(ORDERS_CREATED, 1),))  # made by someone else, with the wrong count
 
-    with caplog.at_level(logging.ERROR, logger="core.kafka.admin"):
+    with caplog.at_level(logging.ERROR, logger="messaging.kafka.admin"):
         call_command("kafka_topics")
 
     [mismatch] = [r for r in caplog.records if r.getMessage() == "kafka topic has the wrong partition count"]

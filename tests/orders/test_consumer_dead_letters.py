@@ -4,7 +4,7 @@ from django.db import connection
 
 from deadletters.models import DeadLetter
 from deadletters.services import dead_letters_replay
-from core.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ
+from messaging.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ
 from orders.models import Order
 from outbox.models import OutboxEvent
 from tests.support import (

@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from prometheus_client import CollectorRegistry, multiprocess
 
-from core.contract.events import ORDERS_CREATED
+from messaging.contract.events import ORDERS_CREATED
 from orders.models import MockGatewayCharge, Order, PaymentTransaction
 from outbox.models import OutboxEvent
 from tests.support import committed_offsets, order_record, produce, wait_for

@@ -10,9 +10,9 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from core.contract.events import ORDERS_CREATED, PAYMENTS_COMPLETED
-from core.kafka.producer import event_producer_reset
 from ecommerce.metrics import PlatformStateCollector
+from messaging.contract.events import ORDERS_CREATED, PAYMENTS_COMPLETED
+from messaging.kafka.producer import event_producer_reset
 from orders.models import MockGatewayCharge, Order, PaymentTransaction
 from orders.payments import payment_charge
 from orders.reconciliation import ReconcileReport, orders_reconcile

@@ -1,4 +1,5 @@
 import pytest
+
 from resilience.policies import breakers_reset
 
 

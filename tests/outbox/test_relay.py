@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from core.contract.events import ORDERS_CREATED
+from messaging.contract.events import ORDERS_CREATED
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain
@@ -95,7 +95,7 @@ class TestFailures:
         OutboxEvent.objects.filter(id=big.id).update(payload={"sequence": 0, "blob": "x" * 5000})
         after = event(aggregate, 1)
         settings.KAFKA_MAX_REQUEST_BYTES = 1000  # the broker's limit, for this test
-        from core.kafka.producer import event_producer_reset
+        from messaging.kafka.producer import event_producer_reset
 
         event_producer_reset()
 
@@ -148,7 +148,7 @@ class TestFailures:
         assert row.status == "FAILED" and row.last_error
 
         settings.KAFKA_BOOTSTRAP_SERVERS = live
-        from core.kafka.producer import event_producer_reset
+        from messaging.kafka.producer import event_producer_reset
 
         event_producer_reset()
         outbox_failed_requeue(batch_size=10)

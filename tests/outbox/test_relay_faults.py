@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.contract.events import ORDERS_CREATED, TopicSpec
-from core.kafka.admin import topics_ensure
+from messaging.contract.events import ORDERS_CREATED, TopicSpec
+from messaging.kafka.admin import topics_ensure
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain

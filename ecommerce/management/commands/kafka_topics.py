@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core.kafka.admin import topics_check, topics_ensure
+from messaging.kafka.admin import topics_check, topics_ensure
 
 
 class Command(BaseCommand):

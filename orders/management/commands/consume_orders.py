@@ -12,9 +12,9 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from core.kafka.admin import topics_check, topics_mismatch_log
-from core.kafka.consumer import EventConsumer, IncomingMessage
-from core.contract.events import ORDERS_CREATED, TOPICS
+from messaging.contract.events import ORDERS_CREATED, TOPICS
+from messaging.kafka.admin import topics_check, topics_mismatch_log
+from messaging.kafka.consumer import EventConsumer, IncomingMessage
 from orders.consumer import MAX_POLL_INTERVAL_SECONDS, OrderCreatedConsumer
 from orders.metrics import BROKER_ERRORS
 

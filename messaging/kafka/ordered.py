@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 
 class KeyedMessage(Protocol):
-    """What the executor reads of a message (`core.kafka.consumer.IncomingMessage` fits)."""
+    """What the executor reads of a message (`messaging.kafka.consumer.IncomingMessage` fits)."""
 
     @property
     def topic(self) -> str: ...

@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from core.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ
 from deadletters.models import DeadLetter
+from messaging.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ
 from orders import payments
 from orders.models import MockGatewayCharge, Order, PaymentTransaction, ProcessedEvent
 from orders.processing import PoisonMessage, process_order_created_message
 from orders.services import order_payment_refund
 from outbox.models import OutboxEvent
 from tests.api import CORRELATION_HEADER, add_to_cart, checkout
-from tests.core.contract_support import assert_conforms, published_validator
 from tests.factories import ProductFactory
+from tests.messaging.contract_support import assert_conforms, published_validator
 from tests.orders.conftest import order_created_message
 from tests.support import header, produce, read_topic, wait_for
 

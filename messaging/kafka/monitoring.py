@@ -7,12 +7,9 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import (
-    KafkaError,
-    for_code,
-)
+from kafka.errors import KafkaError, for_code
 
-from core.kafka.connection import NoAutoCreateClient, admin_client, broker_ping
+from messaging.kafka.connection import NoAutoCreateClient, admin_client, broker_ping
 
 logger = logging.getLogger(__name__)
 

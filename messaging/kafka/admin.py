@@ -7,13 +7,10 @@ from dataclasses import dataclass
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import (
-    TopicAlreadyExistsError,
-    UnknownTopicOrPartitionError,
-)
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from core.contract.events import TOPICS, TopicSpec
-from core.kafka.connection import admin_client
+from messaging.contract.events import TOPICS, TopicSpec
+from messaging.kafka.connection import admin_client
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from django.conf import settings
 from kafka import KafkaProducer
 from kafka.errors import (
     InvalidProducerEpochError,
@@ -17,10 +18,9 @@ from kafka.errors import (
     ProducerFencedError,
     UnknownProducerIdError,
 )
-from django.conf import settings
 
+from messaging.kafka.connection import NoAutoCreateClient
 from resilience.policies import policy
-from core.kafka.connection import NoAutoCreateClient
 
 logger = logging.getLogger(__name__)
 

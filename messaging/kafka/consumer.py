@@ -17,7 +17,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from core.kafka.connection import NoAutoCreateClient
+from messaging.kafka.connection import NoAutoCreateClient
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Reading the published contract (core/contract) as an outside subscriber would: its files, not our code."""
+"""Reading the published contract (messaging/contract) as an outside subscriber would: its files, not our code."""
 import json
 import shutil
 import subprocess
@@ -14,7 +14,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from outbox.models import OutboxEvent
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTRACT = ROOT / "core" / "contract"
+CONTRACT = ROOT / "messaging" / "contract"
 ASYNCAPI = CONTRACT / "asyncapi.yaml"
 PARSER_DIRECTORY = ROOT / "tools" / "asyncapi"
 

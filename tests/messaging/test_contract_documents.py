@@ -1,16 +1,14 @@
 """The contract's documents: the AsyncAPI document passes the official parser, which catches a broken one,
 and the documents say what the code does (topics, partitions, schemas, headers)."""
-import ast
 import shutil
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from core.contract.events import SCHEMA_FILES, TOPICS, VALIDATORS, event_headers
-from tests.core.contract_support import (
+from messaging.contract.events import SCHEMA_FILES, TOPICS, VALIDATORS, event_headers
+from tests.messaging.contract_support import (
     ASYNCAPI,
     CONTRACT,
     asyncapi_document,
@@ -93,15 +91,3 @@ def test_the_documented_headers_are_the_ones_events_carry():
 
     assert set(documented["required"]) == set(documented["properties"]) == set(headers)
     assert headers["correlation_id"] == ""
-
-
-def test_the_contract_imports_no_app():
-    imported = set()
-    for path in CONTRACT.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0:
-                imported.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Import):
-                imported.update(alias.name.split(".")[0] for alias in node.names)
-
-    assert imported - set(sys.stdlib_module_names) == {"core", "jsonschema"}
