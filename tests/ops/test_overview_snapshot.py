@@ -86,17 +86,6 @@ class TestStuckOrders:
         assert changelist_rows(admin_client, pending_link, *numbers) == {stuck_pending.order_number}
         assert changelist_rows(admin_client, processing_link, *numbers) == {stuck_processing.order_number}
 
-    def test_threshold_defaults_to_two_minutes_until_the_setting_exists(self, settings):
-        if hasattr(settings, "ORDER_RECONCILE_AFTER_SECONDS"):
-            del settings.ORDER_RECONCILE_AFTER_SECONDS
-        order_aged(OrderStatus.PENDING, age=timedelta(seconds=150))
-        order_aged(OrderStatus.PENDING, age=timedelta(seconds=60))
-
-        figure = orders_stuck(now=timezone.now())
-
-        assert figure.threshold_seconds == 120
-        assert [(status.status, status.count) for status in figure.statuses] == [("PENDING", 1), ("PROCESSING", 0)]
-
 
 class TestBreakers:
     def test_each_breaker_reports_its_shared_state_and_since_when_its_document_says(self):
