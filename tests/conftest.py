@@ -14,30 +14,17 @@ from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 # whether or not it says so, so `-m "not kafka"` never selects it.
 BROKER_FIXTURES = {"broker", "consumers"}
 # Fixtures that start order consumers (alone or in a whole platform): a test
-# using one is a `many_connections` test, as are those with big thread pools.
+# using one is a `many_connections` test (tests/services.py says why it matters).
 CONSUMER_FIXTURES = {"consumers", "supervisor", "drill_platform"}
-# A consumer holds up to two PostgreSQL connections per message in flight (16
-# by default), a test's pool one per thread (up to 50), and the server's 100
-# are shared with every other run on the machine: four such tests at once, one
-# per worker, ran out of them. A parallel run therefore keeps them in two lanes
-# (xdist groups, each run by one worker in turn), while the other workers take
-# the rest of the suite.
-MANY_CONNECTIONS_LANES = 2
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    laned = 0
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if BROKER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.kafka)
         if CONSUMER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.many_connections)
-        if item.get_closest_marker("many_connections") is not None:
-            # Test by test in turn, not file by file: the lanes come out about as long as each other.
-            item.add_marker(pytest.mark.xdist_group(f"many-connections-{laned % MANY_CONNECTIONS_LANES}"))
-            laned += 1
 
 
 @pytest.fixture(autouse=True)

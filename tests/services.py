@@ -19,6 +19,7 @@ one stops the run with a hint instead of failing hundreds of tests (or, worse,
 skipping them). Tests marked `kafka` need the broker, `unit` ones nothing.
 """
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -27,6 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -36,6 +40,12 @@ _containers: list = []
 _worker_processes: list = []
 # Whether this xdist worker has a Redis no other worker writes to (its own server, or a container).
 _worker_redis_own = False
+# How many `many_connections` tests a parallel run lets run at once, across its
+# workers. A consumer holds up to two PostgreSQL connections per message in
+# flight (16 by default: 33 seen), a test's thread pool one per thread (up to
+# 50), and the server's 100 are shared with every other run on the machine:
+# four such tests at once, one per worker, ran out of them.
+MANY_CONNECTIONS_AT_ONCE = 2
 
 
 def _xdist_worker() -> str | None:
@@ -196,6 +206,41 @@ def pytest_collection_finish(session) -> None:
     down = [f"{name} at {host}:{port}" for name, (host, port) in checks.items() if not _reachable(host, port)]
     if down:
         pytest.exit(f"Not reachable: {', '.join(down)}. {HINT}", returncode=3)
+
+
+@contextmanager
+def _many_connections_slot(directory: Path) -> Iterator[None]:
+    """Hold one of the run's MANY_CONNECTIONS_AT_ONCE slots (lock files in `directory`), waiting for one to be free.
+
+    flock, not pytest-xdist's --dist loadgroup: loadgroup (xdist 3.8) groups
+    nothing under pytest 9.2 (pytest-dev/pytest-xdist#1386), and a slot lets
+    whichever worker is free run the next such test instead of pinning them.
+    The kernel releases a dead worker's lock.
+    """
+    while True:
+        for slot in range(MANY_CONNECTIONS_AT_ONCE):
+            handle = open(directory / f"many-connections-{slot}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield
+            finally:
+                handle.close()  # releases the lock
+            return
+        time.sleep(0.2)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Run a `many_connections` test of a parallel run only in a free slot (setup and teardown included)."""
+    if not _xdist_worker() or item.get_closest_marker("many_connections") is None:
+        return (yield)
+    # The workers' base temporary directories are siblings in the run's own one.
+    with _many_connections_slot(Path(item.config.option.basetemp).parent):
+        return (yield)
 
 
 def pytest_unconfigure(config) -> None:
