@@ -65,6 +65,7 @@ def _die_with_parent() -> None:
 
 
 def _free_port() -> int:
+    # tests.support has one too, but importing it needs Django configured, which this plugin precedes.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
