@@ -12,12 +12,18 @@ from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 # Fixtures that start or talk to a broker: a test using one is a `kafka` test
 # whether or not it says so, so `-m "not kafka"` never selects it.
 BROKER_FIXTURES = {"broker", "consumers"}
+# Fixtures that start order consumers (alone or in a whole platform): a test
+# using one is a `many_connections` test (tests/services.py says why it matters).
+CONSUMER_FIXTURES = {"consumers", "supervisor", "drill_platform"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if BROKER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.kafka)
+        if CONSUMER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.many_connections)
 
 
 @pytest.fixture(autouse=True)

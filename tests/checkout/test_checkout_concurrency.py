@@ -23,6 +23,7 @@ PARALLEL = 40
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.many_connections
 def test_200_concurrent_checkouts_over_50_units_sell_exactly_50():
     product = ProductFactory(sku="HOT-ITEM", inventory_quantity=STOCK, price=Decimal("5.00"))
     sessions = [f"buyer-{index}-{uuid.uuid4().hex[:8]}" for index in range(CUSTOMERS)]

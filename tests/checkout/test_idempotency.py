@@ -172,6 +172,7 @@ class TestCleanup:
         assert IdempotencyRecord.objects.count() == 0
 
 
+@pytest.mark.many_connections
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_requests_with_one_key_make_exactly_one_order(session_id):
     product = ProductFactory(inventory_quantity=10)

@@ -39,6 +39,7 @@ def _charge_at_once(count: int) -> list[PaymentOutcome]:
     return outcomes
 
 
+@pytest.mark.many_connections
 def test_sixteen_payments_at_once_through_a_half_open_breaker_let_only_its_trial_calls_through(payment_faults):
     payment_faults_set(latency_seconds=0.3)  # the trials are still running when the others ask
     breaker = breaker_for(POLICY)
@@ -57,6 +58,7 @@ def test_sixteen_payments_at_once_through_a_half_open_breaker_let_only_its_trial
     assert breaker.state() == State.CLOSED  # the trials succeeded
 
 
+@pytest.mark.many_connections
 def test_sixteen_payments_at_once_do_not_queue_for_the_time_limit_threads(payment_faults):
     payment_faults_set(latency_seconds=1.0)
 

@@ -118,6 +118,7 @@ DRILL_POLICIES = {
 }
 
 
+@pytest.mark.many_connections
 @pytest.mark.django_db(transaction=True)
 def test_a_provider_slowed_at_run_time_opens_the_breaker_and_healed_closes_it(
     place_order, broker, settings, tmp_path, payment_faults

@@ -47,6 +47,7 @@ def as_if_relayed(rows: list[OutboxEvent]) -> None:
     OutboxEvent.objects.filter(id__in=[row.id for row in rows]).update(status="PUBLISHED", published_at=timezone.now())
 
 
+@pytest.mark.many_connections
 def test_orders_whose_events_the_broker_lost_are_all_settled_once(place_order, broker, settings, tmp_path):
     """Given orders whose OrderCreated the broker acknowledged and then lost (SIGKILL, back empty),
     when the reconcile job runs, then each ends PAID or FAILED with one charge and one PaymentCompleted."""
