@@ -15,6 +15,7 @@ dead PostgreSQL, Redis or Kafka gives a partial scrape (its gauges missing,
 client is not enough: a paused server accepts the request and never answers,
 and neither libpq nor kafka-python bound every call they make.
 """
+import glob
 import logging
 import os
 import threading
@@ -220,10 +221,30 @@ class PlatformStateCollector:
         return None
 
 
+class ProcessFilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus_client's multiprocess collector, minus the files still being created.
+
+    A process creates its metrics file empty and only then sizes it; a scrape
+    in between (a process just restarted, say after a SIGKILL) made the whole
+    collection fail on the empty file's missing header. Such a file holds no
+    sample yet, so leaving it out loses nothing.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+            except OSError:
+                continue  # removed since the glob (a dead process's live gauge)
+        return self.merge(files, accumulate=True)
+
+
 def metrics(request: HttpRequest) -> HttpResponse:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         processes = CollectorRegistry()
-        multiprocess.MultiProcessCollector(processes)
+        ProcessFilesCollector(processes)
     else:
         processes = REGISTRY
     shared_state = CollectorRegistry()

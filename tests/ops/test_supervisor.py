@@ -13,9 +13,10 @@ import xmlrpc.client
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, multiprocess
+from prometheus_client import CollectorRegistry
 from supervisor.xmlrpc import SupervisorTransport
 
+from ecommerce.metrics import ProcessFilesCollector
 from tests.support import ROOT, platform_process_env, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(240)]
@@ -88,7 +89,7 @@ class Supervisor:
 
 def restarts(multiproc_dir: Path) -> dict[str, float]:
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(multiproc_dir))
+    ProcessFilesCollector(registry, path=str(multiproc_dir))
     return {
         sample.labels["process"]: sample.value
         for family in registry.collect()

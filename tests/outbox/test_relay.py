@@ -134,12 +134,15 @@ class TestFailures:
         attempts_seen = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            attempted_at = timezone.now()
             outbox_batch_publish(batch_size=10)
             row.refresh_from_db()
             if not attempts_seen or attempts_seen[-1] != row.attempts:
                 attempts_seen.append(row.attempts)
                 if row.status == "PENDING":
-                    assert row.next_attempt_at > timezone.now()  # backed off, not hammered
+                    # Backed off, not hammered: equal jitter waits at least half
+                    # of the policy's 0.05 s after the failed attempt.
+                    assert row.next_attempt_at >= attempted_at + timedelta(seconds=0.025)
             if row.status == "FAILED":
                 break
             time.sleep(0.05)
