@@ -1,0 +1,1 @@
+"""Django management commands of `checkout` (Django finds them by this package path)."""

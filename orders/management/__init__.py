@@ -1,0 +1,1 @@
+"""Django management commands of `orders` (Django finds them by this package path)."""
