@@ -52,13 +52,13 @@ promtool test rules ops/prometheus/tests/*.yml || rules_rc=$?
 
 # Parallel by default: most of the suite's time is spent waiting for real
 # faults to heal (a broker paused, a breaker open, a worker restarted), not on
-# the CPU, so pytest-xdist workers overlap those waits even on 2 cores. 6, not
-# 4: two of them may wait for one of the two slots of the tests that hold many
-# database connections (tests/services.py), and the rest keep going (on 2
-# cores: 4 workers 286 s, 6 workers 255 s). Each worker has its own database,
-# redis-server and broker. An `-n` given to this command wins (the last one
-# counts); TEST_WORKERS=0 runs serially.
-WORKERS="${TEST_WORKERS:-6}"
+# the CPU, so pytest-xdist workers overlap those waits even on 2 cores. 4, not
+# 6: six were faster on a quiet machine (255 s against 286 s) but starved the
+# tests that time a fault in fractions of a second (a breaker's slow-call
+# threshold, a scrape's one-second Kafka budget), which then failed now and
+# then. Each worker has its own database, redis-server and broker. An `-n`
+# given to this command wins (the last one counts); TEST_WORKERS=0 runs serially.
+WORKERS="${TEST_WORKERS:-4}"
 log "pytest -n $WORKERS $*"
 rc=0
 DJANGO_SETTINGS_MODULE=ecommerce.settings.test "$PY" -m pytest -n "$WORKERS" "$@" </dev/null || rc=$?

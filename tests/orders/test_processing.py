@@ -117,12 +117,15 @@ class TestPaymentTimeouts:
         """The seed's payment-timeout test, with docs/contract.md's numbers and short waits."""
         settings.RESILIENCE_POLICIES = {
             "paymentService": {
-                "timeout_seconds": 0.2,
+                # Limits far above the healthy gateway's 10 ms, so a busy
+                # machine (the suite runs in parallel) does not make a
+                # healthy trial call slow and reopen the breaker.
+                "timeout_seconds": 0.4,
                 "retry": {"initial_seconds": 0.01},
-                "breaker": {"open_seconds": 1.0, "slow_call_seconds": 0.2},
+                "breaker": {"open_seconds": 1.0, "slow_call_seconds": 0.4},
             }
         }
-        settings.PAYMENT_MOCK_LATENCY_SECONDS = 0.5  # above the time limit
+        settings.PAYMENT_MOCK_LATENCY_SECONDS = 0.8  # above the time limit
         calls = []
         real_gateway = payments.payment_gateway
 
