@@ -58,10 +58,12 @@ promtool test rules ops/prometheus/tests/*.yml || rules_rc=$?
 # threshold, a scrape's one-second Kafka budget), which then failed now and
 # then. Each worker has its own database, redis-server and broker. An `-n`
 # given to this command wins (the last one counts); TEST_WORKERS=0 runs serially.
+# --dist worksteal: the slow fault tests cluster in a few files, and with the
+# default chunking one worker was left running them alone for the last minute.
 WORKERS="${TEST_WORKERS:-4}"
 log "pytest -n $WORKERS $*"
 rc=0
-DJANGO_SETTINGS_MODULE=ecommerce.settings.test "$PY" -m pytest -n "$WORKERS" "$@" </dev/null || rc=$?
+DJANGO_SETTINGS_MODULE=ecommerce.settings.test "$PY" -m pytest -n "$WORKERS" --dist worksteal "$@" </dev/null || rc=$?
 if [[ $rc -eq 5 ]]; then
     log "FAILED: pytest collected no tests (exit 5); treating that as a failure"
     exit 1
