@@ -53,10 +53,9 @@ promtool test rules ops/prometheus/tests/*.yml || rules_rc=$?
 # Parallel by default: most of the suite's time is spent waiting for real
 # faults to heal (a broker paused, a breaker open, a worker restarted), not on
 # the CPU, so pytest-xdist workers overlap those waits even on 2 cores. 4, not
-# 6: six were faster on a quiet machine (255 s against 286 s) but starved the
-# tests that time a fault in fractions of a second (a breaker's slow-call
-# threshold, a scrape's one-second Kafka budget), which then failed now and
-# then. Each worker has its own database, redis-server and broker. An `-n`
+# 6: six were a little faster on a quiet machine but starved the tests that
+# time a fault in fractions of a second (a breaker's slow-call threshold, a
+# scrape's one-second Kafka budget), which then failed now and then. Each worker has its own database, redis-server and broker. An `-n`
 # given to this command wins (the last one counts); TEST_WORKERS=0 runs serially.
 # --dist worksteal: the slow fault tests cluster in a few files, and with the
 # default chunking one worker was left running them alone for the last minute.

@@ -64,8 +64,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def _free_port() -> int:
-    # tests.support has one too, but importing it needs Django configured, which this plugin precedes.
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (tests.support re-exports it)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -82,7 +82,7 @@ def _worker_redis_start() -> str | None:
     if binary is None:
         return None
     for _ in range(5):  # the free port may be taken between picking and binding: pick again
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", tempfile.gettempdir(), "--logfile", ""],

@@ -17,16 +17,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from messaging.contract.events import TOPICS, TopicSpec
 from messaging.kafka.admin import topics_ensure
 from messaging.kafka.connection import NoAutoCreateClient
+from tests.services import free_port  # noqa: F401 (the one home; tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tests' own clients never create a topic either (see messaging/kafka/connection.py).
 NO_AUTO_CREATE = {"allow_auto_create_topics": False, "kafka_client": NoAutoCreateClient}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
