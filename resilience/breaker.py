@@ -15,6 +15,7 @@ of all processes together. If Redis itself fails, the breaker carries on with
 a per-process state (the same logic over a dict) rather than failing the
 caller, and logs that it did.
 """
+import itertools
 import json
 import logging
 import threading
@@ -27,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 from prometheus_client import Counter
 
+from resilience.backoff import Jitter, backoff_seconds
 from resilience.suspension import Suspension
 
 logger = logging.getLogger(__name__)
@@ -195,9 +197,12 @@ class RedisStore:
     """Shared state: one JSON document per breaker, changed in WATCH/MULTI transactions."""
 
     KEY_PREFIX = "circuit-breaker:"
-    # Losing a WATCH race this often in a row means heavy contention; the
-    # caller then falls back for this decision rather than spinning.
-    MAX_OPTIMISTIC_RETRIES = 20
+    # A lost WATCH race is retried after a short jittered wait until this
+    # long has passed. Losing is not an outage: giving up would send the
+    # caller to its per-process state, which (CLOSED) lets calls through
+    # past a shared half-open trial cap. Sixteen threads of one consumer
+    # asking at once lost 20 races in a row on a busy machine.
+    CONTENTION_GIVE_UP_SECONDS = 2.0
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -211,8 +216,9 @@ class RedisStore:
 
     def update(self, name: str, change: Callable[[dict[str, Any]], T]) -> tuple[T, str, str]:
         key = self._key(name)
+        give_up_at = time.monotonic() + self.CONTENTION_GIVE_UP_SECONDS
         with self.client.pipeline() as pipe:
-            for _ in range(self.MAX_OPTIMISTIC_RETRIES):
+            for attempt in itertools.count(1):
                 try:
                     pipe.watch(key)
                     raw = pipe.get(key)
@@ -224,7 +230,9 @@ class RedisStore:
                     pipe.execute()
                     return result, before, doc["state"]
                 except redis.WatchError:
-                    continue
+                    if time.monotonic() >= give_up_at:
+                        break
+                    time.sleep(backoff_seconds(attempt, initial_seconds=0.001, max_seconds=0.02, jitter=Jitter.FULL))
         raise redis.RedisError(f"breaker {name}: too much contention on {key}")
 
     def reset(self, name: str) -> None:

@@ -1,6 +1,8 @@
 """The shared circuit breaker: the numbers of docs/contract.md, shared across processes through real Redis."""
 import multiprocessing
 import socket
+import threading
+import time
 import uuid
 
 import pytest
@@ -199,3 +201,32 @@ def test_falls_back_to_process_state_when_redis_is_down():
     assert breaker.state() == State.OPEN  # 3 of 5  # and the breaker still protects, per process
     with pytest.raises(CircuitOpenError):
         breaker.acquire()
+
+
+def test_lost_races_on_the_shared_state_are_waited_out_not_taken_for_an_outage(redis_client):
+    """Forty threads changing one breaker's document at once: every change lands, none falls back.
+
+    Giving up after a fixed count of lost WATCH races let a half-open breaker
+    pass more trial calls than its cap (the fallback state is CLOSED).
+    """
+    store, name = RedisStore(redis_client), f"contended-{uuid.uuid4().hex}"
+    start, errors = threading.Barrier(40), []
+
+    def bump(doc):
+        time.sleep(0.005)  # hold the read-modify-write open so the others' WATCH fires
+        doc["trials"] += 1
+
+    def worker():
+        start.wait()
+        try:
+            store.update(name, bump)
+        except redis.RedisError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert store.read(name)["trials"] == 40
