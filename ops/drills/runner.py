@@ -8,9 +8,9 @@
 Timeline: the load starts; `--fault-at` seconds in, the fault is injected and
 held `--fault-seconds` (the scenario's default otherwise), then undone
 whatever happens; the load runs on (`--duration`, by default until 20 s after
-the fault), then the drill waits, bounded, for quiescence (no order of the
-drill PENDING or PROCESSING, no outbox row PENDING), for the alerts the
-scenario must fire, and builds the report. Exit status 1 when any invariant
+the fault, plus the open time of a breaker the fault opens), then the drill
+waits, bounded, for quiescence (no order of the drill PENDING or PROCESSING,
+no outbox row PENDING), for the alerts the scenario must fire, and builds the report. Exit status 1 when any invariant
 is violated, 2 when the drill could not run.
 """
 import argparse
@@ -42,9 +42,11 @@ from ops.drills.report import (
     unsettled_counts,
 )
 from ops.drills.scenarios import SCENARIOS, Context, Scenario
+from resilience.policies import policy
 
 ROOT = Path(__file__).resolve().parents[2]
-# The load keeps running this long after the fault is undone, so recovery shows in new orders.
+# The load keeps running this long after the fault is undone (and after an
+# opened breaker's open time, see Scenario.opens_breaker), so recovery shows in new orders.
 AFTER_FAULT_SECONDS = 20.0
 # OrderCreated deliveries the consumer found already applied: copies, absorbed.
 DUPLICATES_COUNTER = "orders_consumer_duplicates"
@@ -169,7 +171,8 @@ def _alerts(report: DrillReport, scenario: Scenario, prometheus: Prometheus, pro
 def drill_run(scenario: Scenario, *, context: Context, platform: Platform, prometheus: Prometheus, options: argparse.Namespace) -> DrillReport:
     """Run one scenario end to end and return its report."""
     fault_seconds = options.fault_seconds if options.fault_seconds is not None else scenario.fault_seconds
-    duration = options.duration or options.fault_at + max(fault_seconds, scenario.action_seconds) + AFTER_FAULT_SECONDS
+    after_seconds = AFTER_FAULT_SECONDS + (policy(scenario.opens_breaker).breaker.open_seconds if scenario.opens_breaker else 0.0)
+    duration = options.duration or options.fault_at + max(fault_seconds, scenario.action_seconds) + after_seconds
     products = catalog_products(options.base_url)
     platform.restock(products, at_least=int(options.rate * duration) + 100)
     stock_before = database_retrying(lambda: stock_snapshot([product["id"] for product in products]))
@@ -249,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-url", default=None, help="the platform (default http://127.0.0.1:$WEB_PORT)")
     parser.add_argument("--prometheus-url", default=None, help="default http://127.0.0.1:$PROMETHEUS_PORT")
     parser.add_argument("--rate", type=float, default=5.0, help="checkouts a second (default 5)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds of load (default: until about 20 s after the fault)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of load (default: until about 20 s after the fault and any breaker it opened)")
     parser.add_argument("--fault-at", type=float, default=10.0, help="seconds into the load the fault starts (default 10)")
     parser.add_argument("--fault-seconds", type=float, default=None, help="how long the fault is held (default: the scenario's)")
     parser.add_argument("--settle-timeout", type=float, default=None, help="bound of the wait for quiescence")

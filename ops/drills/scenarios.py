@@ -48,6 +48,10 @@ class Scenario:
     # About how long injecting and undoing takes (a restart, a reconnect): the
     # load runs past it by default, so new orders show the recovery.
     action_seconds: float = 10.0
+    # A breaker (a resilience policy's name) the fault is expected to open:
+    # it may still be open when the fault is undone, so the load runs on for
+    # its open time as well before new orders can show the recovery.
+    opens_breaker: str | None = None
     # Each tuple: at least one of these alerts must fire during the drill.
     required_alerts: tuple[tuple[str, ...], ...] = ()
     # The same, for a fault held at least `held_need_seconds` (the alert's own delay).
@@ -218,12 +222,14 @@ SCENARIOS: dict[str, Scenario] = {
             "the provider answers in 6 s (over the 5 s limit) until `payment_faults --reset`",
             _payment_slow,
             fault_seconds=60.0,
+            opens_breaker="paymentService",
         ),
         Scenario(
             "payment-failing",
             "half the charges time out until `payment_faults --reset`",
             _payment_failing,
             fault_seconds=60.0,
+            opens_breaker="paymentService",
         ),
         Scenario(
             "poison-burst",

@@ -156,7 +156,8 @@ def test_payment_slow_drill_fails_or_pays_every_order_once_and_recovers(drill_pl
     started = time.time()
 
     # Long enough for one order's three attempts (5 s limit each, 1 s and 2 s apart) to all time out.
-    # The load goes on 20 s after it (the runner's default), so new orders show the recovery.
+    # The load goes on 20 s after it and after the breaker's 30 s open time (the
+    # runner's default), so new orders show the recovery.
     report = run(drill_platform, "payment-slow", fault_seconds=20.0)
 
     print(report.render())
@@ -166,7 +167,7 @@ def test_payment_slow_drill_fails_or_pays_every_order_once_and_recovers(drill_pl
     assert set(report.statuses) <= {"PAID", "FAILED"}
     assert report.placed == sum(report.statuses.values())
     assert payment_faults("--show").stdout.count('"overrides": {}') == 1  # the switch was reset
-    assert time.time() - started < 150
+    assert time.time() - started < 180
 
 
 def test_broker_proxy_adds_the_delay_it_is_told_and_heals_when_the_file_goes(tmp_path):
