@@ -24,8 +24,6 @@ import argparse
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,15 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
 
 from bench.calibration import calibration_measure  # noqa: E402
 from bench.e2e import Platform  # noqa: E402
 from bench.load import catalog_products, checkout_load  # noqa: E402
+from bench.platforms import platform_started  # noqa: E402
 from bench.processes import PlatformProcesses, cpu_seconds_by_group, postgres_backends  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 
-READY_TIMEOUT_SECONDS = 600  # a first run.sh installs and migrates
 WARM_UP_SECONDS = 20
 
 
@@ -113,11 +110,10 @@ class ConnectionWatch:
                 self.opened[snapshot[owner].group if owner in snapshot else "unknown"] += 1
 
 
-def measure(base_url: str, processes: PlatformProcesses, database: str, *, arguments, cwd: Path, env: dict) -> dict:
+def measure(base_url: str, processes: PlatformProcesses, database: str, *, arguments) -> dict:
     platform = Platform(base_url, username="manager", password="manager123", metrics_token=None, timeout_seconds=30)
     products = catalog_products(base_url)
     platform.restock(products, at_least=int(arguments.rate * arguments.duration / max(len(products), 1)) + 200)
-    _provider_latency(cwd, env, arguments.provider_latency)
     print(f"  idle {arguments.idle:g} s", file=sys.stderr, flush=True)
     before = processes.snapshot()
     time.sleep(arguments.idle)
@@ -148,61 +144,14 @@ def measure(base_url: str, processes: PlatformProcesses, database: str, *, argum
     }
 
 
-def _provider_latency(cwd: Path, env: dict, seconds: float | None) -> None:
-    if seconds is None:
-        return
-    done = subprocess.run(
-        [str(cwd / ".venv/bin/python"), "manage.py", "payment_faults", "--latency", str(seconds)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"payment_faults --latency failed in {cwd}: {done.stderr.strip()[-400:]}")
-
-
-def _platform_env(label: str, arguments) -> dict:
-    env = {key: value for key, value in os.environ.items() if key not in ("PROMETHEUS_MULTIPROC_DIR", "VIRTUAL_ENV")}
-    env.update(
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/ecommerce_cost_{label}",
-        WEB_PORT=str(arguments.web_port), THROTTLE_CHECKOUT_CLIENT_RATE="1000000/min",
-    )  # fmt: skip
-    return env
-
-
-def _wait_ready(base_url: str, runner: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if runner.poll() is not None:
-            raise SystemExit(f"run.sh exited ({runner.returncode}) before the platform was ready")
-        try:
-            if requests.get(f"{base_url}/health/ready", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(2)
-    raise SystemExit(f"the platform at {base_url} was not ready within {READY_TIMEOUT_SECONDS} s")
-
-
 def measure_checkout(checkout: Path, label: str, arguments) -> dict:
-    """Start `checkout`'s platform, measure it, stop it whatever happens."""
-    env = _platform_env(label, arguments)
-    base_url = f"http://127.0.0.1:{arguments.web_port}"
-    log = (ROOT / ".run" / f"bench-cost-{label}.log").open("w")
-    print(f"{label}: starting {checkout}/scripts/run.sh (log {log.name})", file=sys.stderr, flush=True)
-    runner = subprocess.Popen(
-        ["bash", "scripts/run.sh"], cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        _wait_ready(base_url, runner)
+    """Start `checkout`'s platform, let it warm up, measure it; it is stopped whatever happens."""
+    with platform_started(checkout, label, web_port=arguments.web_port, log_dir=ROOT / ".run") as platform:
         time.sleep(WARM_UP_SECONDS)
-        processes = PlatformProcesses(checkout / ".run")
-        return measure(base_url, processes, f"ecommerce_cost_{label}", arguments=arguments, cwd=checkout, env=env)
-    finally:
-        os.killpg(runner.pid, signal.SIGTERM)
-        try:
-            runner.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(runner.pid, signal.SIGKILL)
-        log.close()
+        if arguments.provider_latency is not None:
+            platform.manage("payment_faults", "--latency", str(arguments.provider_latency))
+        processes = PlatformProcesses(platform.run_dir)
+        return measure(platform.base_url, processes, platform.database, arguments=arguments)
 
 
 def report(rows: dict[str, dict]) -> str:
@@ -243,7 +192,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--idle", type=float, default=30.0)
-    parser.add_argument("--provider-latency", type=float, default=0.3)
+    parser.add_argument(
+        "--provider-latency", type=float, default=0.3, help="seconds, set with manage.py payment_faults (--checkout only)"
+    )
     parser.add_argument("--settle-timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     arguments = parser.parse_args()
@@ -257,10 +208,9 @@ def main() -> None:
             rows[label] = measure_checkout(checkout.resolve(), label, arguments)
             rows[label]["checkout"] = str(checkout.resolve())
     else:
-        env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
         database = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ecommerce").rsplit("/", 1)[1]
         processes = PlatformProcesses(ROOT / ".run")
-        rows = {"this": measure(arguments.base_url, processes, database, arguments=arguments, cwd=ROOT, env=env)}
+        rows = {"this": measure(arguments.base_url, processes, database, arguments=arguments)}
     print(report(rows))
     after = calibration_measure()
     print(calibration.line() + "  (before)")
