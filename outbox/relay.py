@@ -5,7 +5,9 @@ until their new status is written, so a crash anywhere leaves them PENDING
 (at worst sent twice, never lost). Any number of relays may run: each skips
 rows another holds (SKIP LOCKED), and publishes an aggregate's rows only as
 the unbroken prefix of that aggregate's unpublished rows, so no event ever
-overtakes an earlier one of its aggregate, even one waiting for a retry.
+overtakes an earlier one of its aggregate, even one waiting for a retry. Rows
+held back that way are left out of the claim itself, so they never fill a
+batch ahead of rows that can go (see `_CLAIM_SQL`).
 
 Retry level of a producer send: the row. kafka-python retries inside one
 bounded send (`kafkaPublisher` time limit); a row that still fails keeps its
@@ -77,27 +79,43 @@ class ClaimedRow:
 
 # The payload comes as its stored JSON text: the relay sends it as is
 # instead of decoding and re-encoding every row.
+#
+# A row is claimed only if no earlier row of its aggregate is unpublished for
+# a while yet: FAILED, or PENDING and waiting for its retry. Such a row could
+# not be published and would only take a place in the batch; enough of them
+# (ten orders behind a failed event) filled the whole half-open trial, so the
+# relay never asked the breaker and never published anything again. An
+# earlier row that is PENDING and due is no obstacle: it comes first in this
+# very batch, unless another relay holds it, which `_claim` sees next.
 _CLAIM_SQL = """
     SELECT id, aggregate_type, aggregate_id, topic, key, event_type, headers::text, payload::text,
            attempts, created_at
-    FROM {table}
-    WHERE status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+    FROM {table} AS candidate
+    WHERE status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM {table} AS earlier
+          WHERE earlier.aggregate_type = candidate.aggregate_type AND earlier.aggregate_id = candidate.aggregate_id
+            AND earlier.id < candidate.id AND earlier.status <> 'PUBLISHED'
+            AND NOT (earlier.status = 'PENDING'
+                     AND (earlier.next_attempt_at IS NULL OR earlier.next_attempt_at <= %(now)s))
+      )
     ORDER BY id
-    LIMIT %s
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 """
 
 
 def _claim(batch_size: int, now: datetime) -> list[ClaimedRow]:
-    """Lock due PENDING rows, then keep each aggregate's publishable prefix."""
+    """Lock due PENDING rows not held back by their aggregate, then keep each aggregate's publishable prefix."""
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL.format(table=OutboxEvent._meta.db_table), [now, batch_size])
+        cursor.execute(_CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size})
         locked = [ClaimedRow(*values) for values in cursor.fetchall()]
     if not locked:
         return []
     locked_ids = {row.id for row in locked}
     aggregates = {(row.aggregate_type, row.aggregate_id) for row in locked}
-    # Every unpublished row of those aggregates, locked by us or not.
+    # Every unpublished row of those aggregates, locked by us or not: an
+    # earlier one another relay holds right now holds the rest back.
     unpublished: dict[tuple[str, str], list[int]] = defaultdict(list)
     rows = (
         OutboxEvent.objects.filter(

@@ -13,7 +13,7 @@ from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain
 from outbox.services import outbox_failed_requeue, outbox_published_purge
-from resilience.breaker import State
+from resilience.breaker import BreakerConfig, CircuitBreaker, MemoryStore, State
 from resilience.policies import breaker_for
 from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
@@ -85,6 +85,60 @@ class TestPublishing:
         statuses = dict(OutboxEvent.objects.values_list("id", "status"))
         assert statuses == {first.id: "PENDING", second.id: "PENDING", other.id: "PUBLISHED"}
         assert OutboxEvent.objects.get(id=second.id).attempts == 0  # held back, not attempted
+
+
+class Clock:
+    now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wedged_orders(count: int) -> list[OutboxEvent]:
+    """Orders whose first event is FAILED and whose next one waits behind it (a refund behind a failed payment)."""
+    held = []
+    for _ in range(count):
+        aggregate = str(uuid.uuid4())
+        failed = event(aggregate, 0)
+        OutboxEvent.objects.filter(id=failed.id).update(status=OutboxStatus.FAILED, attempts=5, last_error="boom")
+        held.append(event(aggregate, 1))
+    return held
+
+
+@pytest.mark.kafka
+class TestHeldBackRows:
+    """Rows waiting behind an earlier unpublished row of their order never take a batch's place."""
+
+    def test_held_back_rows_do_not_fill_a_batch(self):
+        held = wedged_orders(10)
+        fresh = event(str(uuid.uuid4()), 0)
+
+        report = outbox_batch_publish(batch_size=5)
+
+        assert (report.claimed, report.published, report.held_back) == (1, 1, 0)
+        assert OutboxEvent.objects.get(id=fresh.id).status == OutboxStatus.PUBLISHED
+        rows = OutboxEvent.objects.filter(id__in=[row.id for row in held])
+        assert set(rows.values_list("status", "attempts")) == {(OutboxStatus.PENDING, 0)}
+
+    def test_a_half_open_trial_reaches_the_breaker_past_held_back_rows(self):
+        # given: the breaker opened a while ago, and ten wedged orders ahead of a new checkout's row
+        clock = Clock()
+        breaker = CircuitBreaker("relay-trial", BreakerConfig(open_seconds=30, half_open_calls=3), MemoryStore(), clock=clock)
+        breaker.record_outcomes(breaker.acquire(), successes=0, failures=5)
+        assert breaker.state() == State.OPEN
+        clock.now += 31
+        held = wedged_orders(10)
+        fresh = event(str(uuid.uuid4()), 0)
+
+        # when: three sweeps, each a half-open trial of at most ten rows
+        reports = [outbox_batch_publish(batch_size=1000, breaker=breaker) for _ in range(3)]
+
+        # then: the first trial published the new row; the wedged rows were never claimed
+        assert [(r.claimed, r.published, r.breaker_open) for r in reports] == [(1, 1, False), (0, 0, False), (0, 0, False)]
+        assert OutboxEvent.objects.get(id=fresh.id).status == OutboxStatus.PUBLISHED
+        assert breaker.state() == State.HALF_OPEN  # one good trial of three counted
+        assert breaker.store.read("relay-trial")["trial_results"] == ["OK"]
+        assert set(OutboxEvent.objects.filter(id__in=[r.id for r in held]).values_list("status", flat=True)) == {"PENDING"}
 
 
 @pytest.mark.kafka
