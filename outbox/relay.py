@@ -12,7 +12,9 @@ batch ahead of rows that can go (see `_CLAIM_SQL`).
 Retry level of a producer send: the row. kafka-python retries inside one
 bounded send (`kafkaPublisher` time limit); a row that still fails keeps its
 `attempts` and `next_attempt_at` (the one backoff, `kafkaPublisher` policy)
-and goes FAILED after OUTBOX_MAX_ATTEMPTS. The design speaks of Celery
+and goes FAILED after OUTBOX_MAX_ATTEMPTS (the periodic requeue retries it
+later). A row the broker refuses for good (too large) or that cannot be
+encoded goes REFUSED at once and waits for an operator: no retry can help it. The design speaks of Celery
 workers publishing "with autoretry/backoff"; the retry state lives in the
 row instead of Celery's `autoretry_for` because it must outlive a worker
 crash or a lost broker message (a task retry is a message in Redis), it is
@@ -81,7 +83,7 @@ class ClaimedRow:
 # instead of decoding and re-encoding every row.
 #
 # A row is claimed only if no earlier row of its aggregate is unpublished for
-# a while yet: FAILED, or PENDING and waiting for its retry. Such a row could
+# a while yet: FAILED, REFUSED, or PENDING and waiting for its retry. Such a row could
 # not be published and would only take a place in the batch; enough of them
 # (ten orders behind a failed event) filled the whole half-open trial, so the
 # relay never asked the breaker and never published anything again. An
@@ -118,8 +120,7 @@ def _claim(batch_size: int, now: datetime) -> list[ClaimedRow]:
     # earlier one another relay holds right now holds the rest back.
     unpublished: dict[tuple[str, str], list[int]] = defaultdict(list)
     rows = (
-        OutboxEvent.objects.filter(
-            status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED],
+        OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).filter(
             aggregate_id__in={aggregate_id for _, aggregate_id in aggregates},
         )
         .order_by("id")
@@ -174,16 +175,18 @@ def _apply_failure(row: ClaimedRow, result: SendResult, now: datetime, report: B
     row.last_error = f"{result.reason}: {result.error}"[:2000]
     ATTEMPT_ERRORS.labels(row.topic, result.reason).inc()
     if result.status == SendStatus.PERMANENT or row.attempts >= max_attempts:
-        row.status = OutboxStatus.FAILED
+        permanent = result.status == SendStatus.PERMANENT
+        row.status = OutboxStatus.REFUSED if permanent else OutboxStatus.FAILED
         row.next_attempt_at = None
         report.failed += 1
-        reason = result.reason if result.status == SendStatus.PERMANENT else "retries-exhausted"
+        reason = result.reason if permanent else "retries-exhausted"
         FAILED.labels(row.topic, reason).inc()
         logger.error(
-            "outbox row failed",
+            "outbox row refused" if permanent else "outbox row failed",
             extra={
                 "event": "resilience",
                 "outbox_id": row.id,
+                "status": row.status,
                 "event_type": row.event_type,
                 "aggregate_id": row.aggregate_id,
                 "attempts": row.attempts,

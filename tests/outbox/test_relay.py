@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from messaging.contract.events import ORDERS_CREATED
+from messaging.kafka.producer import event_producer_reset
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain
@@ -143,32 +144,40 @@ class TestHeldBackRows:
 
 @pytest.mark.kafka
 class TestFailures:
-    def test_permanent_failure_fails_at_once_holds_back_the_order_and_requeue_publishes_it(self, settings):
+    def test_a_refused_row_holds_back_its_order_is_never_requeued_by_the_job_and_an_operator_requeues_it(
+        self, settings, admin_client
+    ):
         aggregate = str(uuid.uuid4())
         big = event(aggregate, 0)
         OutboxEvent.objects.filter(id=big.id).update(payload={"sequence": 0, "blob": "x" * 5000})
         after = event(aggregate, 1)
         settings.KAFKA_MAX_REQUEST_BYTES = 1000  # the broker's limit, for this test
-        from messaging.kafka.producer import event_producer_reset
-
         event_producer_reset()
 
         report = outbox_batch_publish(batch_size=100)
 
         big.refresh_from_db()
         after.refresh_from_db()
-        assert (big.status, big.attempts) == ("FAILED", 1)
+        assert (big.status, big.attempts) == ("REFUSED", 1)
         assert "MessageSizeTooLarge" in big.last_error
-        assert (after.status, after.attempts) == ("PENDING", 0)  # never overtakes the failed event
+        assert (after.status, after.attempts) == ("PENDING", 0)  # never overtakes the refused event
         assert report.failed == 1 and report.published == 0
 
+        # The periodic requeue leaves it alone: sending it again cannot help.
+        assert outbox_failed_requeue(batch_size=100) == 0
         drain()
+        big.refresh_from_db()
         after.refresh_from_db()
-        assert after.status == "PENDING"  # still held back behind the FAILED row
+        assert (big.status, big.attempts) == ("REFUSED", 1)
+        assert after.status == "PENDING"  # still held back behind the refused row
 
-        settings.KAFKA_MAX_REQUEST_BYTES = 1048576  # the cause is gone
+        # An operator removes the cause, then requeues it from the admin.
+        settings.KAFKA_MAX_REQUEST_BYTES = 1048576
         event_producer_reset()
-        assert outbox_failed_requeue(batch_size=100) == 1
+        response = admin_client.post(
+            "/admin/outbox/outboxevent/", {"action": "requeue_failed", "_selected_action": [big.id], "index": 0}
+        )
+        assert response.status_code == 302
         drain()
 
         assert set(OutboxEvent.objects.values_list("status", flat=True)) == {"PUBLISHED"}
@@ -205,8 +214,6 @@ class TestFailures:
         assert row.status == "FAILED" and row.last_error
 
         settings.KAFKA_BOOTSTRAP_SERVERS = live
-        from messaging.kafka.producer import event_producer_reset
-
         event_producer_reset()
         outbox_failed_requeue(batch_size=10)
         drain()
