@@ -178,7 +178,12 @@ class DeadLetterMemory:
         if pending is not None and pending.digest != message_digest(message):
             logger.warning(
                 "another message at the offset of a pending dead letter: processing it, forgetting the old one",
-                extra={"event": "resilience", "topic": message.topic, "partition": message.partition, "offset": message.offset},
+                extra={
+                    "event": "resilience",
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
             )
             return None
         return pending

@@ -13,6 +13,12 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='outboxevent',
             name='status',
-            field=models.CharField(choices=[('PENDING', 'Pending'), ('PUBLISHED', 'Published'), ('FAILED', 'Failed'), ('REFUSED', 'Refused')], default='PENDING', max_length=16),
+            field=models.CharField(
+                choices=[
+                    ("PENDING", "Pending"), ("PUBLISHED", "Published"), ("FAILED", "Failed"), ("REFUSED", "Refused"),
+                ],
+                default="PENDING",
+                max_length=16,
+            ),
         ),
     ]

@@ -120,12 +120,12 @@ def test_a_database_migrated_by_the_previous_main_migrates_forward_and_keeps_its
             cursor.execute("SELECT count(*) FROM django_migrations WHERE app = 'resilience'")
             assert cursor.fetchone() == (0,)
             cursor.execute(
-                "SELECT original_topic, original_offset, key, value, header_names, header_values, attempts, content_digest"
-                " FROM deadletters_deadletter"
+                "SELECT original_topic, original_offset, key, value, header_names, header_values, attempts,"
+                " content_digest FROM deadletters_deadletter"
             )
             rows = [
-                (topic, offset, bytes(key), bytes(value), [bytes(n) for n in names], [bytes(v) for v in values], attempts, digest)
-                for topic, offset, key, value, names, values, attempts, digest in cursor.fetchall()
+                (topic, offset, bytes(key), bytes(value), [bytes(n) for n in names], [bytes(v) for v in values], *rest)
+                for topic, offset, key, value, names, values, *rest in cursor.fetchall()
             ]
             # The letter written before content digests existed gets the one a new letter of it would have.
             digest = message_digest(

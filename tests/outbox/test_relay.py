@@ -124,7 +124,8 @@ class TestHeldBackRows:
     def test_a_half_open_trial_reaches_the_breaker_past_held_back_rows(self):
         # given: the breaker opened a while ago, and ten wedged orders ahead of a new checkout's row
         clock = Clock()
-        breaker = CircuitBreaker("relay-trial", BreakerConfig(open_seconds=30, half_open_calls=3), MemoryStore(), clock=clock)
+        config = BreakerConfig(open_seconds=30, half_open_calls=3)
+        breaker = CircuitBreaker("relay-trial", config, MemoryStore(), clock=clock)
         breaker.record_outcomes(breaker.acquire(), successes=0, failures=5)
         assert breaker.state() == State.OPEN
         clock.now += 31
@@ -135,11 +136,13 @@ class TestHeldBackRows:
         reports = [outbox_batch_publish(batch_size=1000, breaker=breaker) for _ in range(3)]
 
         # then: the first trial published the new row; the wedged rows were never claimed
-        assert [(r.claimed, r.published, r.breaker_open) for r in reports] == [(1, 1, False), (0, 0, False), (0, 0, False)]
+        outcomes = [(report.claimed, report.published, report.breaker_open) for report in reports]
+        assert outcomes == [(1, 1, False), (0, 0, False), (0, 0, False)]
         assert OutboxEvent.objects.get(id=fresh.id).status == OutboxStatus.PUBLISHED
         assert breaker.state() == State.HALF_OPEN  # one good trial of three counted
         assert breaker.store.read("relay-trial")["trial_results"] == ["OK"]
-        assert set(OutboxEvent.objects.filter(id__in=[r.id for r in held]).values_list("status", flat=True)) == {"PENDING"}
+        held_statuses = OutboxEvent.objects.filter(id__in=[row.id for row in held]).values_list("status", flat=True)
+        assert set(held_statuses) == {"PENDING"}
 
 
 @pytest.mark.kafka
