@@ -96,13 +96,15 @@ def outbox_vacuum() -> None:
 
 
 def outbox_events_republish(*, ids: list[int]) -> int:
-    """Send PUBLISHED, FAILED or REFUSED rows again, unchanged (same event id, payload and headers); return how many.
+    """Send PUBLISHED or FAILED rows again, unchanged (same event id, payload and headers); return how many.
 
     For reconciliation after the broker lost acknowledged events. The row goes
     back to PENDING, so the relay publishes it in its aggregate's order, and
     the consumer's processed-events table makes a second delivery harmless.
     """
-    republishable = [OutboxStatus.PUBLISHED, OutboxStatus.FAILED, OutboxStatus.REFUSED]
+    # Not REFUSED rows: the broker would refuse them again; they wait for an
+    # operator's requeue (outbox_rows_requeue) once their cause is gone.
+    republishable = [OutboxStatus.PUBLISHED, OutboxStatus.FAILED]
     updated = OutboxEvent.objects.filter(id__in=ids, status__in=republishable).update(
         status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None, published_at=None, last_error=""
     )

@@ -13,7 +13,7 @@ from messaging.kafka.producer import event_producer_reset
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain
-from outbox.services import outbox_failed_requeue, outbox_published_purge
+from outbox.services import outbox_events_republish, outbox_failed_requeue, outbox_published_purge
 from resilience.breaker import BreakerConfig, CircuitBreaker, MemoryStore, State
 from resilience.policies import breaker_for
 from tests.api import add_to_cart, checkout
@@ -246,3 +246,15 @@ class TestHousekeeping:
         OutboxEvent.objects.filter(id=recent.id).update(status="PUBLISHED", published_at=timezone.now())
         assert outbox_published_purge(older_than=timedelta(days=7), batch_size=1) == 1
         assert set(OutboxEvent.objects.values_list("id", flat=True)) == {recent.id, pending.id}
+
+    def test_republishing_leaves_refused_rows_for_an_operator(self):
+        published, failed, refused = event("a", 0), event("b", 0), event("c", 0)
+        OutboxEvent.objects.filter(id=published.id).update(status="PUBLISHED", published_at=timezone.now())
+        OutboxEvent.objects.filter(id=failed.id).update(status="FAILED", attempts=5, last_error="timeout")
+        OutboxEvent.objects.filter(id=refused.id).update(status="REFUSED", attempts=1, last_error="too large")
+
+        assert outbox_events_republish(ids=[published.id, failed.id, refused.id]) == 2
+
+        rows = {row["id"]: row for row in OutboxEvent.objects.values("id", "status", "attempts", "last_error")}
+        assert [rows[published.id]["status"], rows[failed.id]["status"]] == ["PENDING", "PENDING"]
+        assert rows[refused.id] == {"id": refused.id, "status": "REFUSED", "attempts": 1, "last_error": "too large"}
