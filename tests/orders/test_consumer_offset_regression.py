@@ -5,7 +5,7 @@ any error the loop could see) happens with a real broker only when a restart
 falls between two polls, so `ReplayedPartition` delivers it on cue: it is the
 Kafka client's interface (poll, commit, pause) over a scripted partition. The
 dead letters around it are real: the `.dlq` publish through the real producer
-to a broker that is not there, then to the suite's broker, and the real table.
+to a broker that is not there, then to a real one (the test's own), and the real table.
 """
 import threading
 import time
@@ -67,10 +67,10 @@ def message(offset: int, value: bytes) -> IncomingMessage:
     )
 
 
-def test_a_new_message_at_a_reused_offset_is_processed_not_dead_lettered_as_the_old_one(settings):
+def test_a_new_message_at_a_reused_offset_is_processed_not_dead_lettered_as_the_old_one(settings, broker):
     settings.CONSUMER_RETRY_BACKOFF_SECONDS = 0.05
     settings.RESILIENCE_POLICIES = {"kafkaPublisher": {"timeout_seconds": 0.5}}
-    live_broker = settings.KAFKA_BOOTSTRAP_SERVERS
+    live_broker = settings.KAFKA_BOOTSTRAP_SERVERS  # the test's own broker
     processed: list[bytes] = []
 
     def process(incoming: IncomingMessage) -> None:
