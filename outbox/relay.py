@@ -14,14 +14,14 @@ bounded send (`kafkaPublisher` time limit); a row that still fails keeps its
 `attempts` and `next_attempt_at` (the one backoff, `kafkaPublisher` policy)
 and goes FAILED after OUTBOX_MAX_ATTEMPTS (the periodic requeue retries it
 later). A row the broker refuses for good (too large) or that cannot be
-encoded goes REFUSED at once and waits for an operator: no retry can help it. The design speaks of Celery
-workers publishing "with autoretry/backoff"; the retry state lives in the
-row instead of Celery's `autoretry_for` because it must outlive a worker
-crash or a lost broker message (a task retry is a message in Redis), it is
-per row, not per batch (one bad row must not resend the batch), it keeps an
-aggregate's order (a later row waits behind a retrying one, which a task
-retried on its own clock cannot see), and a thousand retrying rows cost one
-query, not a thousand delayed messages. The relay task itself is therefore
+encoded goes REFUSED at once and waits for an operator: no retry can help
+it. The design speaks of Celery workers publishing "with autoretry/backoff";
+the retry state lives in the row instead of Celery's `autoretry_for` because
+it must outlive a worker crash or a lost broker message (a task retry is a
+message in Redis), it is per row, not per batch (one bad row must not resend
+the batch), it keeps an aggregate's order (a later row waits behind a
+retrying one, which a task retried on its own clock cannot see), and a
+thousand retrying rows cost one query, not a thousand delayed messages. The relay task itself is therefore
 never retried by Celery: the wake-up and the beat sweep start the next run.
 """
 import json
@@ -83,10 +83,11 @@ class ClaimedRow:
 # instead of decoding and re-encoding every row.
 #
 # A row is claimed only if no earlier row of its aggregate is unpublished for
-# a while yet: FAILED, REFUSED, or PENDING and waiting for its retry. Such a row could
-# not be published and would only take a place in the batch; enough of them
-# (ten orders behind a failed event) filled the whole half-open trial, so the
-# relay never asked the breaker and never published anything again. An
+# a while yet: FAILED, REFUSED, or PENDING and waiting for its retry. Such a
+# row could not be published and would only take a place in the batch;
+# enough of them (ten orders behind a failed event) filled the whole
+# half-open trial, so the relay never asked the breaker and never published
+# anything again. An
 # earlier row that is PENDING and due is no obstacle: it comes first in this
 # very batch, unless another relay holds it, which `_claim` sees next.
 _CLAIM_SQL = """

@@ -169,7 +169,7 @@ def decide_record(doc: dict[str, Any], config: BreakerConfig, outcomes: list[str
     """
     state = doc["state"]
     if state == State.CLOSED.value:
-        if len(outcomes) >= config.window_size:
+        if len(outcomes) >= max(config.window_size, config.minimum_calls):
             opens = _should_open(outcomes, config)
             window = _in_proportion(outcomes, config.window_size)
         else:
