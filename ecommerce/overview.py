@@ -73,6 +73,9 @@ class OutboxBacklog:
 class OutboxFailed:
     failed: int
     url: str
+    # Refused for good by the broker: never requeued by the job, only by an operator.
+    refused: int = 0
+    refused_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,10 +211,15 @@ def outbox_backlog() -> OutboxBacklog:
 
 
 def outbox_failed() -> OutboxFailed:
-    """Count FAILED outbox rows: given up on, waiting for a requeue."""
+    """Count the outbox rows given up on: FAILED (waiting for the requeue job) and REFUSED (for an operator)."""
     with _bounded_queries():
-        count = outbox_status_counts()[OutboxStatus.FAILED]
-    return OutboxFailed(failed=count, url=_changelist(OutboxEvent, status__exact="FAILED"))
+        counts = outbox_status_counts()
+    return OutboxFailed(
+        failed=counts[OutboxStatus.FAILED],
+        url=_changelist(OutboxEvent, status__exact="FAILED"),
+        refused=counts[OutboxStatus.REFUSED],
+        refused_url=_changelist(OutboxEvent, status__exact="REFUSED"),
+    )
 
 
 def _breaker_explained_by(name: str) -> str:

@@ -21,6 +21,7 @@ from ecommerce.overview import (
     breaker_states,
     consumer_lag,
     orders_stuck,
+    outbox_failed,
     overview_snapshot,
     periodic_jobs,
 )
@@ -85,6 +86,20 @@ class TestStuckOrders:
         pending_link, processing_link = (status.url for status in figure.statuses)
         assert changelist_rows(admin_client, pending_link, *numbers) == {stuck_pending.order_number}
         assert changelist_rows(admin_client, processing_link, *numbers) == {stuck_processing.order_number}
+
+
+class TestOutboxGivenUp:
+    def test_counts_failed_and_refused_rows_apart_and_links_to_exactly_each(self, admin_client):
+        failed = outbox_row(OutboxStatus.FAILED)
+        refused = [outbox_row(OutboxStatus.REFUSED) for _ in range(2)]
+        pending = outbox_row(OutboxStatus.PENDING)
+
+        figure = outbox_failed()
+
+        assert (figure.failed, figure.refused) == (1, 2)
+        ids = [row.aggregate_id for row in (failed, *refused, pending)]
+        assert changelist_rows(admin_client, figure.url, *ids) == {failed.aggregate_id}
+        assert changelist_rows(admin_client, figure.refused_url, *ids) == {row.aggregate_id for row in refused}
 
 
 class TestBreakers:
