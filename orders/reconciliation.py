@@ -8,12 +8,13 @@ their `OrderCreated` or the consumer stopped mid-payment, and re-drives each:
   same `eventId`), and the relay publishes it again; the consumer's
   processed-events table makes a second delivery harmless. A row the relay
   still holds is left to it.
-* PROCESSING: the payment is resumed here, through the same steps as the
-  consumer and the gateway's idempotency key (the order id): a charge that
-  was taken is returned, not taken again.
+* PROCESSING (stopped mid-payment, or in doubt after an unknown answer), and
+  CANCELLED while in doubt: the provider is asked for the charge under the
+  order's key and the order settled by its word (orders/payment_resolution.py);
+  a charge that was taken is found, not taken again.
 
-`payment_charges_audit` (beat job `orders.payment_audit`) lists the gateway's
-recent successful charges and refunds any whose order ended CANCELLED or
+`payment_charges_audit` (beat job `orders.payment_audit`) pages through the
+provider's successful charges and refunds any whose order ended CANCELLED or
 FAILED (or does not exist), once it is older than a grace period.
 
 Each order has one budget of re-drives (`reconcile_attempts`), each claimed
@@ -34,14 +35,14 @@ from django.utils import timezone
 
 from messaging.contract.events import ORDER_CREATED
 from orders.metrics import PAYMENT_REFUNDS, RECONCILED, UNMATCHED_CHARGES
-from orders.models import UNSETTLED_STATUSES, Order, OrderStatus
-from orders.payments import GatewayCharge, payment_gateway, payment_refund
-from orders.processing import OrderCreatedEvent, order_created_apply, order_created_from_payload
+from orders.models import UNSETTLED_STATUSES, Order, OrderStatus, ProcessedEvent
+from orders.payment_resolution import order_payment_resolve
+from orders.processing import order_created_from_payload
 from orders.services import REFUNDABLE_STATUSES, order_created_event_create, order_payment_refund
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.services import outbox_events_republish
+from payments.gateway import ProviderCharge, payment_charges_page, payment_refund
 from resilience.backoff import Jitter, backoff_seconds
-from resilience.timeout import call_with_time_limit
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,9 @@ BATCH_SIZE = 10
 # The shortest and longest waits between two re-drives of one order.
 MIN_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
-# Recorded as the processed event's topic when reconciliation, not Kafka, delivered it.
-RECONCILIATION_SOURCE = "reconciliation"
 SETTLED_PAID = (OrderStatus.PAID, OrderStatus.FULFILLED)
-# Listing the provider's charges is one outbound call: bounded like any other.
-CHARGES_LIST_TIMEOUT_SECONDS = 30.0
+# Charges per page of the provider's list (each page one call under the paymentService policy).
+CHARGES_PAGE_SIZE = 500
 REFUND_REASON_AUDIT = "payment audit: charge without a PAID order"
 
 
@@ -163,22 +162,15 @@ def _republish(order_id: uuid.UUID, report: ReconcileReport) -> None:
 
 
 def _resume_payment(order_id: uuid.UUID, report: ReconcileReport) -> None:
+    """Settle a PROCESSING order (or a CANCELLED one in doubt) by what the provider holds under its key."""
     row = _order_created_row(order_id)
-    if row is not None:
-        event = order_created_from_payload(row.payload)
-    else:
-        order = Order.objects.get(id=order_id)
-        event = OrderCreatedEvent(
-            event_id=uuid.uuid4(),
-            correlation_id=order.correlation_id or None,
-            order_id=order.id,
-            order_number=order.order_number,
-            subtotal=order.subtotal,
-        )
-    order_created_apply(event=event, topic=RECONCILIATION_SOURCE)
+    event = None
+    if row is not None and not ProcessedEvent.objects.filter(event_id=row.payload["eventId"]).exists():
+        event = order_created_from_payload(row.payload)  # the consumer stopped mid-payment: recorded with the outcome
+    order_payment_resolve(order_id=order_id, event=event)
     RECONCILED.labels("payment_resumed").inc()
     report.payment_resumed += 1
-    logger.warning("payment resumed", extra={"event": "resilience", "order_id": str(order_id)})
+    logger.warning("payment resolved by lookup", extra={"event": "resilience", "order_id": str(order_id)})
 
 
 def _stuck_reason(order: Order) -> str:
@@ -192,7 +184,10 @@ def orders_reconcile(
     report = ReconcileReport()
     deadline = time.monotonic() + time_budget_seconds
     started = timezone.now()
-    stuck = Order.objects.filter(status__in=UNSETTLED_STATUSES, updated_at__lt=started - timedelta(seconds=older_than_seconds))
+    stuck = Order.objects.filter(
+        Q(status__in=UNSETTLED_STATUSES) | Q(status=OrderStatus.CANCELLED, payment_unknown_since__isnull=False),
+        updated_at__lt=started - timedelta(seconds=older_than_seconds),
+    )
     while time.monotonic() < deadline:
         claimed, flagged = _claim(
             stuck,
@@ -220,7 +215,7 @@ def orders_reconcile(
     return report
 
 
-def _refund_unmatched(charge: GatewayCharge, report: AuditReport) -> None:
+def _refund_unmatched(charge: ProviderCharge, report: AuditReport) -> None:
     """A charge whose key names no order of ours: give it back."""
     outcome = payment_refund(idempotency_key=charge.idempotency_key)
     if outcome.refunded:
@@ -261,13 +256,8 @@ def payment_charges_audit(
     """Refund every successful, unrefunded charge (older than the grace period) whose order is not PAID."""
     report = AuditReport()
     now = timezone.now()
-    gateway = payment_gateway()
-    charges = call_with_time_limit(
-        lambda: gateway.charges(
-            created_after=now - timedelta(hours=lookback_hours), created_before=now - timedelta(seconds=grace_seconds)
-        ),
-        seconds=CHARGES_LIST_TIMEOUT_SECONDS,
-    )
+    created_after, created_before = now - timedelta(hours=lookback_hours), now - timedelta(seconds=grace_seconds)
+    charges = _provider_charges(created_after=created_after, created_before=created_before)
     open_charges = [charge for charge in charges if not charge.refunded]
     orders = dict(
         Order.objects.filter(id__in=[key for key in (_order_id(c.idempotency_key) for c in open_charges) if key])
@@ -291,6 +281,23 @@ def payment_charges_audit(
     if report.refunded or report.flagged or report.failed:
         logger.warning("payment audit", extra={"event": "resilience", **report.__dict__})
     return report
+
+
+def _provider_charges(*, created_after: datetime, created_before: datetime) -> list[ProviderCharge]:
+    """The provider's succeeded charges created in the window, read page by page from the first.
+
+    Every page from the provider's first charge: the list is ascending and
+    has no time filter. (The watermark that makes this cost only what is new
+    is issue 14's item 5.)
+    """
+    charges: list[ProviderCharge] = []
+    cursor = None
+    while True:
+        page = payment_charges_page(starting_after=cursor, limit=CHARGES_PAGE_SIZE)
+        charges.extend(charge for charge in page.charges if created_after < charge.created <= created_before)
+        if not page.has_more or not page.charges:
+            return charges
+        cursor = page.charges[-1].id
 
 
 def _order_id(key: str) -> uuid.UUID | None:

@@ -32,3 +32,6 @@ PAYMENT_AUDIT_INTERVAL_SECONDS = env.int("PAYMENT_AUDIT_INTERVAL_SECONDS", defau
 PAYMENT_AUDIT_GRACE_SECONDS = env.int("PAYMENT_AUDIT_GRACE_SECONDS", default=300)
 # How far back each run lists the gateway's charges.
 PAYMENT_AUDIT_LOOKBACK_HOURS = env.int("PAYMENT_AUDIT_LOOKBACK_HOURS", default=72)
+# A payment in doubt whose key the provider says has no charge is asked again (same key) up to this many
+# charge requests in all, the consumer's first included; then the order is FAILED, "provider confirms no charge".
+PAYMENT_UNKNOWN_MAX_CHARGES = env.int("PAYMENT_UNKNOWN_MAX_CHARGES", default=3)

@@ -21,7 +21,7 @@ from bench.load import CheckoutResult
 from catalog.models import Product
 from messaging.contract.events import ORDER_CREATED, ORDERS_CREATED, PAYMENT_COMPLETED, PAYMENTS_COMPLETED
 from messaging.kafka.monitoring import topic_values
-from orders.models import UNSETTLED_STATUSES, MockGatewayCharge, Order, OrderItem, OrderStatus
+from orders.models import UNSETTLED_STATUSES, Order, OrderItem, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
 
 PROBLEM_JSON = "application/problem+json"
@@ -259,11 +259,9 @@ def report_build(
     if redriven:
         report.notes.append(f"{redriven} orders were re-driven by reconciliation")
     order_ids = {str(order.id): order.order_number for order in orders}
-    # Paid twice: more than one approved gateway charge, or more than one distinct
-    # PaymentCompleted event id (in the outbox, or on the broker) for one order.
-    charges = Counter(
-        MockGatewayCharge.objects.filter(idempotency_key__in=list(order_ids), approved=True).values_list("idempotency_key", flat=True)
-    )
+    # Paid twice: more than one distinct PaymentCompleted event id (in the outbox, or
+    # on the broker) for one order. The provider itself holds at most one charge per
+    # key (the order id), so a second charge cannot hide there.
     completed: dict[str, set[str]] = {}
     for aggregate_id, payload in OutboxEvent.objects.filter(
         event_type=PAYMENT_COMPLETED, aggregate_id__in=list(order_ids)
@@ -289,16 +287,16 @@ def report_build(
             doubled = [order_ids[order_id] for order_id, ids in per_order.items() if len(ids) > 1]
             if doubled:
                 report.violations.append(f"{len(doubled)} orders have more than one OrderCreated event id: {doubled[:5]}")
-    twice = {order_id for order_id, count in charges.items() if count > 1}
-    twice |= {order_id for order_id, ids in completed.items() if len(ids) > 1}
+    twice = {order_id for order_id, ids in completed.items() if len(ids) > 1}
     report.paid_twice = sorted(order_ids[order_id] for order_id in twice)
     if report.paid_twice:
         report.violations.append(f"{len(report.paid_twice)} orders were paid twice")
 
-    # Stock: each product's stock now + what non-cancelled orders of the drill took = its stock before.
+    # Stock: each product's stock now + what the drill's orders still hold (not cancelled or failed:
+    # both give their stock back) = its stock before.
     sold = dict(
         OrderItem.objects.filter(order__created_at__gte=since, product_id__in=list(stock_before))
-        .exclude(order__status=OrderStatus.CANCELLED)
+        .exclude(order__status__in=(OrderStatus.CANCELLED, OrderStatus.FAILED))
         .values_list("product_id")
         .annotate(total=Sum("quantity"))
     )
