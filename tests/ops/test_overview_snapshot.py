@@ -16,7 +16,6 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 
 from celery_app import beat_started_at
 from ecommerce.overview import (
-    Unavailable,
     activity,
     breaker_states,
     consumer_lag,
@@ -25,6 +24,7 @@ from ecommerce.overview import (
     overview_snapshot,
     periodic_jobs,
 )
+from ecommerce.overview_figures import Unavailable
 from messaging.contract.events import ORDERS_CREATED
 from orders.models import Order, OrderStatus
 from outbox.models import OutboxStatus
