@@ -110,14 +110,18 @@ class ConnectionWatch:
                 self.opened[snapshot[owner].group if owner in snapshot else "unknown"] += 1
 
 
+def _idle(processes: PlatformProcesses, seconds: float, when: str) -> Counter:
+    print(f"  idle {seconds:g} s {when}", file=sys.stderr, flush=True)
+    before = processes.snapshot()
+    time.sleep(seconds)
+    return cpu_seconds_by_group(before, processes.snapshot())
+
+
 def measure(base_url: str, processes: PlatformProcesses, database: str, *, arguments) -> dict:
     platform = Platform(base_url, username="manager", password="manager123", metrics_token=None, timeout_seconds=30)
     products = catalog_products(base_url)
     platform.restock(products, at_least=int(arguments.rate * arguments.duration / max(len(products), 1)) + 200)
-    print(f"  idle {arguments.idle:g} s", file=sys.stderr, flush=True)
-    before = processes.snapshot()
-    time.sleep(arguments.idle)
-    idle = cpu_seconds_by_group(before, processes.snapshot())
+    idle = _idle(processes, arguments.idle, "before the load")
     print(f"  load {arguments.rate:g}/s for {arguments.duration:g} s", file=sys.stderr, flush=True)
     since = datetime.now(timezone.utc) - timedelta(seconds=1)
     before, started = processes.snapshot(), time.monotonic()
@@ -131,9 +135,12 @@ def measure(base_url: str, processes: PlatformProcesses, database: str, *, argum
             time.sleep(1)
         loaded = cpu_seconds_by_group(before, processes.snapshot())
     window = time.monotonic() - started
+    idle_after = _idle(processes, arguments.idle, "after the load")
     accepted = [result for result in results if result.error is None]
     return {
+        # Idle twice: fresh, and after traffic (connections, consumer groups and caches then exist).
         "idle_cpu_share": {group: seconds / arguments.idle for group, seconds in idle.items()},
+        "idle_after_cpu_share": {group: seconds / arguments.idle for group, seconds in idle_after.items()},
         "load_cpu_seconds": dict(loaded),
         "window_seconds": window,
         "offered": len(results),
@@ -155,23 +162,26 @@ def measure_checkout(checkout: Path, label: str, arguments) -> dict:
 
 
 def report(rows: dict[str, dict]) -> str:
-    groups = sorted({group for row in rows.values() for group in (*row["load_cpu_seconds"], *row["idle_cpu_share"])})
+    groups = sorted({group for row in rows.values() for group in (*row["load_cpu_seconds"], *row["idle_cpu_share"], *row["idle_after_cpu_share"])})
     labels = list(rows)
-    width = max(12, *(len(label) + 2 for label in labels))
-    lines = ["ms of CPU per accepted checkout, by group (idle platform: % of one core)"]
-    lines.append(f"{'group':<14}" + "".join(f"{label + ' ms':>{width}}{label + ' idle%':>{width}}" for label in labels))
+    width = max(16, *(len(label) + 14 for label in labels))
+    lines = ["ms of CPU per accepted checkout, by group; the idle platform before and after the load, % of one core"]
+    columns = ("ms/order", "idle%", "idle-after%")
+    lines.append(f"{'group':<14}" + "".join(f"{label + ' ' + column:>{width}}" for label in labels for column in columns))
     for group in groups:
         cells = ""
         for label in labels:
             row = rows[label]
             per_order = row["load_cpu_seconds"].get(group, 0.0) * 1000 / max(row["accepted"], 1)
             cells += f"{per_order:>{width}.1f}{row['idle_cpu_share'].get(group, 0.0) * 100:>{width}.1f}"
+            cells += f"{row['idle_after_cpu_share'].get(group, 0.0) * 100:>{width}.1f}"
         lines.append(f"{group:<14}" + cells)
     total = ""
     for label in labels:
         row = rows[label]
         total += f"{sum(row['load_cpu_seconds'].values()) * 1000 / max(row['accepted'], 1):>{width}.1f}"
         total += f"{sum(row['idle_cpu_share'].values()) * 100:>{width}.1f}"
+        total += f"{sum(row['idle_after_cpu_share'].values()) * 100:>{width}.1f}"
     lines.append(f"{'TOTAL':<14}" + total)
     for label, row in rows.items():
         lines.append(
