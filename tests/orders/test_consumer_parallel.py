@@ -139,9 +139,12 @@ def test_killed_between_finished_messages_and_their_commit_redelivers_them_and_c
     )
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
-    # Every order paid before the crash came again and was recognised, none charged twice.
-    assert registry.get_sample_value("orders_consumer_duplicates_total") == paid_before
-    assert survivor.log().count("duplicate delivery ignored") == paid_before
+    # Every order paid before the crash came again and was recognised, none charged twice. At least:
+    # when the dead member's session expires the group rebalances, and what the survivor had
+    # finished but not yet committed comes to it once more (seen on a loaded machine: 8 for 6).
+    duplicates = registry.get_sample_value("orders_consumer_duplicates_total")
+    assert duplicates >= paid_before
+    assert survivor.log().count("duplicate delivery ignored") == duplicates
     _paid_once(payment_provider, rows)
 
 
