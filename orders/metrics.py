@@ -38,7 +38,6 @@ PROCESSING_SECONDS = Histogram(
     "Time to apply one OrderCreated, payment included.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
 )
-PAYMENT_ATTEMPTS = Counter("payment_attempts", "Calls to the payment gateway by outcome.", ["outcome"])
 PAYMENT_REFUNDS = Counter("payment_refunds", "Refunds asked of the payment gateway, by outcome.", ["outcome"])
 UNMATCHED_CHARGES = Counter(
     "payment_unmatched_charges",
@@ -51,8 +50,6 @@ RECONCILED = Counter(
 
 for _outcome in ("paid", "payment_failed", "skipped"):
     PROCESSED.labels(_outcome)
-for _outcome in ("approved", "declined", "transient_error", "circuit_open"):
-    PAYMENT_ATTEMPTS.labels(_outcome)
 for _outcome in ("refunded", "failed"):
     PAYMENT_REFUNDS.labels(_outcome)
 for _action in ("refunded", "flagged"):

@@ -33,9 +33,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.db import ThreadConnections
-from orders.metrics import PAYMENT_ATTEMPTS
 from orders.models import MockGatewayCharge
 from orders.payment_faults import PaymentFaults, payment_faults_current
+from payments.metrics import PAYMENT_ATTEMPTS
 from resilience.breaker import CircuitOpenError
 from resilience.policies import breaker_for, policy
 from resilience.retry import retrying

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "deadletters",
     "catalog",
     "checkout",
+    "payments",
     "orders",
 ]
 

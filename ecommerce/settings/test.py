@@ -27,3 +27,6 @@ CELERY_BROKER_URL = env.str("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1
 os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 OUTBOX_TRIGGER_ON_COMMIT = env.bool("OUTBOX_TRIGGER_ON_COMMIT", default=False)  # tests drive the relay themselves
 LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405
+# No test reaches a payment provider it did not start (the `payment_provider` fixture sets its own URL):
+# the default, port 9 (discard), refuses connections, where 8100 may be a running platform's provider.
+PAYMENT_PROVIDER_URL = env.str("TEST_PAYMENT_PROVIDER_URL", default="http://127.0.0.1:9")
