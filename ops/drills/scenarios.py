@@ -26,6 +26,8 @@ BROKER_PAUSE_SECONDS = 180.0
 UNCONSUMED_SECONDS = 5.0
 # A consumer held down this long fires OrderConsumerLagging (2 minutes without progress, for 1 minute).
 CONSUMER_LAG_ALERT_SECONDS = 190.0
+# Past the payment client's read time-out (the paymentService policy's 5 s): the answer comes after it gave up.
+LATE_ANSWER_SECONDS = 6.0
 
 
 @dataclass
@@ -141,6 +143,17 @@ def _payment_failing(context: Context, seconds: float) -> Iterator[None]:
 
 
 @contextmanager
+def _payment_ambiguous(context: Context, seconds: float) -> Iterator[None]:
+    # Each charge taken either way: a third answer after the client gave up
+    # (past the read time-out, the policy's 5 s), a third reset the connection
+    # instead of answering. Neither outcome may be recorded as a decline.
+    with faults.payment_faulty(
+        "--late-answer-rate", "0.33", "--late-answer-seconds", str(LATE_ANSWER_SECONDS), "--reset-after-charge-rate", "0.33"
+    ):
+        yield
+
+
+@contextmanager
 def _poison_burst(context: Context, seconds: float) -> Iterator[None]:
     messages = faults.poison_messages(context.nonce)
     context.facts["consumer_pid"] = context.supervisor.pid("consumer")
@@ -228,6 +241,14 @@ SCENARIOS: dict[str, Scenario] = {
             "payment-failing",
             "half the charges time out until `payment_faults --reset`",
             _payment_failing,
+            fault_seconds=60.0,
+            opens_breaker="paymentService",
+        ),
+        Scenario(
+            "payment-ambiguous",
+            "a third of the charges answer after the client's time limit, a third reset the connection after charging, "
+            "until `payment_faults --reset`; the ledger must match the orders",
+            _payment_ambiguous,
             fault_seconds=60.0,
             opens_breaker="paymentService",
         ),
