@@ -17,7 +17,7 @@ first charge that cannot be settled yet:
   (every later charge is younger still);
 * its order still PENDING or PROCESSING: reconciliation resolves those by
   asking the provider, and the audit comes back once it has. A charge waiting
-  so longer than `unsettled_wait_seconds` is skipped and counted instead: its
+  longer than `unsettled_wait_seconds` is skipped and counted instead: its
   order, by then flagged by reconciliation, is a human's, and one order must
   not hold every later refund back;
 * its refund could not be made now (the provider unreachable, or the order in

@@ -172,3 +172,19 @@ def test_a_refund_that_keeps_failing_is_flagged_for_a_human_and_the_watermark_pa
     assert order.flagged_at is not None and "did not refund" in order.flag_reason
     assert watermark() == provider.charge(str(order.id))["id"]
     assert counter("payment_unmatched_charges_total", action="flagged") == flagged_before + 1
+
+
+def test_a_superuser_moves_the_watermark_back_in_the_admin_and_the_audit_reads_again_without_refunding_twice(
+    provider, admin_client
+):
+    before = watermark()
+    stray = stray_charge()
+    assert audit().refunded == 1
+
+    response = admin_client.post(f"/admin/orders/paymentauditwatermark/{AUDIT}/change/", {"charge_id": before})
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert watermark() == before
+    report = audit()
+    assert (report.charges, report.refunded) == (1, 0)  # read again; the provider says it is refunded already
+    assert watermark() == provider.charge(stray)["id"]
