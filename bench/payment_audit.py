@@ -13,7 +13,7 @@ on its last charge. Then the steady state between two beat runs: --new
 orders are charged through the platform's own gateway (`payment_charge`,
 over HTTP), all PAID but --refunds CANCELLED ones whose charges the audit
 must give back. Timed: one audit run (`payment_charges_audit`, no grace
-period), then one with nothing new.
+period), then one with nothing new; --rounds times.
 
 It never touches a running platform: a database of its own
 (`ecommerce_bench_audit` on the server of DATABASE_URL, created and
@@ -24,6 +24,7 @@ printed before and after.
 """
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -59,11 +60,11 @@ class Figures:
     seed_seconds: float
     full_read_seconds: float
     full_read_charges: int
-    audit_seconds: float
+    audit_seconds: list[float]  # one a round
     audit_pages: int
     audit_charges: int
     audit_refunded: int
-    idle_seconds: float
+    idle_seconds: list[float]
 
 
 def seed(provider, size: int) -> float:
@@ -137,17 +138,19 @@ def measure(size: int, arguments: argparse.Namespace, store_dir: Path) -> Figure
         print(f"[{size:,}] seeded in {seed_seconds:.1f} s; reading the whole ledger once ...", flush=True)
         full_seconds, full_charges, last = read_everything()
         PaymentAuditWatermark.objects.update_or_create(name=AUDIT, defaults={"charge_id": last})
-        steady_state(arguments.new, arguments.refunds)
         rules = {"grace_seconds": 0, "unsettled_wait_seconds": 3600, "max_attempts": 3, "backoff_base_seconds": 60,
                  "time_budget_seconds": 600}  # fmt: skip
-        started = time.perf_counter()
-        report = payment_charges_audit(**rules)
-        audit_seconds = time.perf_counter() - started
-        if (report.charges, report.refunded, report.stopped) != (arguments.new, arguments.refunds, None):
-            raise SystemExit(f"bench: the audit run did not do its work: {report}")
-        started = time.perf_counter()
-        payment_charges_audit(**rules)
-        idle_seconds = time.perf_counter() - started
+        audit_seconds, idle_seconds = [], []
+        for _ in range(arguments.rounds):
+            steady_state(arguments.new, arguments.refunds)
+            started = time.perf_counter()
+            report = payment_charges_audit(**rules)
+            audit_seconds.append(time.perf_counter() - started)
+            if (report.charges, report.refunded, report.stopped) != (arguments.new, arguments.refunds, None):
+                raise SystemExit(f"bench: the audit run did not do its work: {report}")
+            started = time.perf_counter()
+            payment_charges_audit(**rules)
+            idle_seconds.append(time.perf_counter() - started)
         return Figures(
             size=size, seed_seconds=seed_seconds, full_read_seconds=full_seconds, full_read_charges=full_charges,
             audit_seconds=audit_seconds, audit_pages=report.pages, audit_charges=report.charges,
@@ -162,6 +165,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="200000,2000000", help="provider charges before the run, comma-separated")
     parser.add_argument("--new", type=int, default=1000, help="charges made since the last audit run")
     parser.add_argument("--refunds", type=int, default=10, help="of them, charges of CANCELLED orders to give back")
+    parser.add_argument("--rounds", type=int, default=3, help="new charges and audit runs per size")
     arguments = parser.parse_args()
     sizes = [int(size) for size in arguments.sizes.split(",")]
 
@@ -178,21 +182,28 @@ def main() -> None:
         for size in sizes:
             figures.append(measure(size, arguments, Path(store_dir)))
     print(machine_measure().describe())
-    print(f"\none audit run after {arguments.new:,} new charges ({arguments.refunds} to refund), pages of 500:")
-    header = ("provider charges", "audit run", "pages", "refunded", "run with nothing new", "whole ledger read (old audit)", "seed")
-    print(" | ".join(header))
+    print(
+        f"\none audit run after {arguments.new:,} new charges ({arguments.refunds} to refund), pages of 500; "
+        f"median (min-max) of {arguments.rounds} rounds:"
+    )
+    print("| provider charges | audit run | pages | refunded | run with nothing new | whole ledger read (old audit) | seed |")
+    print("|---|---|---|---|---|---|---|")
     for f in figures:
         print(
-            f"{f.size + arguments.new:,} | {f.audit_seconds:.2f} s | {f.audit_pages} | {f.audit_refunded} | {f.idle_seconds * 1000:.0f} ms"
-            f" | {f.full_read_seconds:.1f} s ({f.full_read_charges:,} charges) | {f.seed_seconds:.1f} s"
+            f"| {f.size:,} + {arguments.new:,} | {_spread(f.audit_seconds)} | {f.audit_pages} | {f.audit_refunded} "
+            f"| {_spread(f.idle_seconds)} | {f.full_read_seconds:.1f} s ({f.full_read_charges:,} charges) | {f.seed_seconds:.1f} s |"
         )
     if len(figures) > 1:
         first, last = figures[0], figures[-1]
+        ratio = statistics.median(last.audit_seconds) / statistics.median(first.audit_seconds)
         print(
-            f"\n{last.size / first.size:.0f}x the history: audit run {last.audit_seconds / first.audit_seconds:.2f}x, "
+            f"\n{last.size / first.size:.0f}x the history: audit run {ratio:.2f}x, "
             f"whole ledger read {last.full_read_seconds / first.full_read_seconds:.1f}x"
         )
 
+
+def _spread(seconds: list[float]) -> str:
+    return f"{statistics.median(seconds) * 1000:.0f} ms ({min(seconds) * 1000:.0f}-{max(seconds) * 1000:.0f})"
 
 if __name__ == "__main__":
     main()
