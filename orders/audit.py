@@ -35,6 +35,7 @@ from enum import Enum
 
 from django.utils import timezone
 
+from orders.ledger import order_id_of
 from orders.metrics import PAYMENT_REFUNDS, UNMATCHED_CHARGES
 from orders.models import UNSETTLED_STATUSES, Order, OrderStatus, PaymentAuditWatermark
 from orders.reconciliation import redrives_claim
@@ -129,11 +130,11 @@ def payment_charges_audit(
 def _settle_page(charges: list[ProviderCharge], rules: _Rules, report: AuditReport) -> list[ProviderCharge]:
     """Settle the page's charges in order; return those settled before the first that cannot be (report.stopped)."""
     orders = dict(
-        Order.objects.filter(id__in=[order_id for c in charges if (order_id := _order_id(c.idempotency_key))])
+        Order.objects.filter(id__in=[order_id for c in charges if (order_id := order_id_of(c.idempotency_key))])
         .values_list("id", "status")
     )  # fmt: skip
     for index, charge in enumerate(charges):
-        order_id = _order_id(charge.idempotency_key)
+        order_id = order_id_of(charge.idempotency_key)
         stop = _settle(charge, order_id, orders.get(order_id) if order_id else None, rules, report)
         if stop is not None:
             report.stopped = stop
@@ -211,13 +212,6 @@ def _advance(*, cursor: str, to: ProviderCharge) -> bool:
             charge_id=to.id, charge_created_at=to.created, updated_at=timezone.now()
         )
     )
-
-
-def _order_id(key: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(key)
-    except ValueError:
-        return None
 
 
 def _fields(report: AuditReport) -> dict:

@@ -126,12 +126,18 @@ class LedgerReport:
         return [entry.line() for entry in self.mismatches + self.in_payment]
 
 
+def order_id_of(idempotency_key: str) -> uuid.UUID | None:
+    """The order a charge's idempotency key names (the platform charges under the order id), if any."""
+    try:
+        return uuid.UUID(idempotency_key)
+    except ValueError:
+        return None
+
+
 def order_key(idempotency_key: str) -> str:
     """The order a charge's key names (its UUID, normalised), or the key itself when it names none."""
-    try:
-        return str(uuid.UUID(idempotency_key))
-    except ValueError:
-        return idempotency_key
+    order_id = order_id_of(idempotency_key)
+    return idempotency_key if order_id is None else str(order_id)
 
 
 def ledger_totals(charges: Iterable[ProviderCharge]) -> dict[str, KeyCharges]:
@@ -212,17 +218,9 @@ def _orders(queryset) -> Iterator[tuple[LedgerOrder, datetime]]:
 
 
 def _orders_named(keys: list[str]) -> Iterator[tuple[LedgerOrder, datetime]]:
-    ids = [key for key in keys if _names_an_id(key)]
+    ids = [key for key in keys if order_id_of(key) is not None]
     for start in range(0, len(ids), ORDERS_PER_QUERY):
         yield from _orders(Order.objects.filter(id__in=ids[start : start + ORDERS_PER_QUERY]))
-
-
-def _names_an_id(key: str) -> bool:
-    try:
-        uuid.UUID(key)
-    except ValueError:
-        return False
-    return True
 
 
 def payments_ledger_check(*, since: datetime | None = None) -> LedgerReport:
