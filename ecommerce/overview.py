@@ -33,6 +33,7 @@ from ecommerce.platform_state import (
     consumer_positions,
     dead_letters_unresolved_by_topic,
     job_last_successes,
+    orders_payment_in_doubt_count,
     orders_stuck_counts,
     outbox_oldest_pending_at,
     outbox_status_counts,
@@ -130,6 +131,9 @@ class StuckOrders:
     threshold_seconds: int
     cutoff: datetime
     statuses: list[StuckStatus]
+    # Payments in doubt: the provider's answer was unknown; reconciliation asks it under the same key.
+    in_doubt: int
+    in_doubt_url: str
 
     @property
     def total(self) -> int:
@@ -268,11 +272,12 @@ def consumer_lag() -> ConsumerLag:
 
 
 def orders_stuck(*, now: datetime) -> StuckOrders:
-    """Count orders left PENDING or PROCESSING for longer than the reconciliation threshold."""
+    """Count orders left PENDING or PROCESSING for longer than the reconciliation threshold, and payments in doubt."""
     threshold = settings.ORDER_RECONCILE_AFTER_SECONDS
     cutoff = (now - timedelta(seconds=threshold)).replace(microsecond=0)
     with _bounded_queries():
         counts = orders_stuck_counts(cutoff=cutoff)
+        in_doubt = orders_payment_in_doubt_count()
     return StuckOrders(
         threshold_seconds=threshold,
         cutoff=cutoff,
@@ -284,6 +289,8 @@ def orders_stuck(*, now: datetime) -> StuckOrders:
             )
             for status, count in counts.items()
         ],
+        in_doubt=in_doubt,
+        in_doubt_url=_changelist(Order, payment_in_doubt="yes"),
     )
 
 

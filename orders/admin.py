@@ -60,16 +60,35 @@ class FlaggedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PaymentInDoubtFilter(admin.SimpleListFilter):
+    title = "payment in doubt"
+    parameter_name = "payment_in_doubt"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "In doubt"), ("no", "Not in doubt")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(payment_unknown_since__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(payment_unknown_since__isnull=True)
+        return queryset
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     """Read-only: orders change state through the API and the consumer, never by hand.
 
-    Reconciliation flags an order it could not settle (`flagged_at`, `flag_reason`);
+    `payment_unknown_since` marks a payment in doubt (the provider's answer was
+    unknown; reconciliation asks it again). Reconciliation flags an order it could not settle (`flagged_at`, `flag_reason`);
     once a human has looked, "clear the flag" gives it a fresh reconciliation budget.
     """
 
-    list_display = ["order_number", "status", "payment_status", "customer_email", "subtotal", "created_at", "flagged_at"]
-    list_filter = [FlaggedFilter, "status", "payment_status", "created_at"]
+    list_display = [
+        "order_number", "status", "payment_status", "payment_unknown_since", "customer_email", "subtotal", "created_at",
+        "flagged_at",
+    ]  # fmt: skip
+    list_filter = [FlaggedFilter, PaymentInDoubtFilter, "status", "payment_status", "created_at"]
     actions = ["clear_flag"]
     search_fields = ["order_number", "customer_email", "id"]
     date_hierarchy = "created_at"

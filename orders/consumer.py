@@ -15,8 +15,9 @@ decides what happens around it:
 
 Retry levels, one per kind of failure:
 
-* a transient payment error: retried inside `orders.payments` (the
-  `paymentService` policy) and nowhere else; when it gives up the order fails;
+* an unknown payment answer: retried inside `payments.gateway` (the
+  `paymentService` policy, same key) and nowhere else; when it gives up the
+  order stays in doubt for reconciliation, and the message is done;
 * a processing error (an order not there yet): the executor runs the message
   again (RETRY) after the one backoff, up to `CONSUMER_MAX_ATTEMPTS` tries in
   all, then it is dead-lettered;
@@ -54,7 +55,6 @@ from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_
 from messaging.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
 from messaging.kafka.ordered import Disposition, OrderedExecutor
 from orders.metrics import BROKER_ERRORS, CONSUMED, DEAD_LETTERED, HEARTBEAT, IN_FLIGHT, TRANSIENT_RETRIES
-from orders.payments import mock_gateway_connections_close
 from orders.processing import PoisonMessage, process_order_created_message
 from resilience.backoff import backoff_seconds
 
@@ -323,14 +323,14 @@ class OrderCreatedConsumer:
             self._connections.close_all()
 
     def _close_idle_connections(self, in_flight: int) -> None:
-        """Close the pool threads' (and the mock provider's) connections once no work ran for a while."""
+        """Close the pool threads' database connections once no work ran for a while."""
         if in_flight:
             self._idle_since = None
             return
         idle_since = self._idle_since = self._idle_since or time.monotonic()
         # Nothing runs on the pool now, and nothing starts before this loop submits again.
-        if time.monotonic() - idle_since >= IDLE_CONNECTIONS_CLOSE_SECONDS and self._connections.close_all():
-            mock_gateway_connections_close()
+        if time.monotonic() - idle_since >= IDLE_CONNECTIONS_CLOSE_SECONDS:
+            self._connections.close_all()
 
     # --- One message, on a pool thread ---------------------------------------
 

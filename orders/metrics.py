@@ -48,13 +48,13 @@ RECONCILED = Counter(
     "orders_reconciled", "Stuck orders re-driven by reconciliation, by what was done.", ["action"]
 )
 
-for _outcome in ("paid", "payment_failed", "skipped"):
+for _outcome in ("paid", "payment_failed", "payment_unknown", "skipped"):
     PROCESSED.labels(_outcome)
 for _outcome in ("refunded", "failed"):
     PAYMENT_REFUNDS.labels(_outcome)
 for _action in ("refunded", "flagged"):
     UNMATCHED_CHARGES.labels(_action)
-for _action in ("republished", "payment_resumed", "flagged"):
+for _action in ("republished", "payment_resumed", "payment_charged_again", "flagged"):
     RECONCILED.labels(_action)
 for _kind in BROKER_ERROR_KINDS:
     BROKER_ERRORS.labels(_kind)

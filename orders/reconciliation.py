@@ -8,9 +8,10 @@ their `OrderCreated` or the consumer stopped mid-payment, and re-drives each:
   same `eventId`), and the relay publishes it again; the consumer's
   processed-events table makes a second delivery harmless. A row the relay
   still holds is left to it.
-* PROCESSING: the payment is resumed here, through the same steps as the
-  consumer and the gateway's idempotency key (the order id): a charge that
-  was taken is returned, not taken again.
+* PROCESSING (stopped mid-payment, or in doubt after an unknown answer), and
+  CANCELLED while in doubt: the provider is asked for the charge under the
+  order's key and the order settled by its word (orders/payment_resolution.py);
+  a charge that was taken is found, not taken again.
 
 The payment audit (orders/audit.py) gives back charges whose order ended
 unpaid; it spends the same per-order budget of attempts (`redrives_claim`).
@@ -33,8 +34,9 @@ from django.utils import timezone
 
 from messaging.contract.events import ORDER_CREATED
 from orders.metrics import RECONCILED
-from orders.models import UNSETTLED_STATUSES, Order, OrderStatus
-from orders.processing import OrderCreatedEvent, order_created_apply, order_created_from_payload
+from orders.models import UNSETTLED_STATUSES, Order, OrderStatus, ProcessedEvent
+from orders.payment_resolution import order_payment_resolve
+from orders.processing import order_created_from_payload
 from orders.services import order_created_event_create
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.services import outbox_events_republish
@@ -48,8 +50,6 @@ BATCH_SIZE = 10
 # The shortest and longest waits between two re-drives of one order.
 MIN_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
-# Recorded as the processed event's topic when reconciliation, not Kafka, delivered it.
-RECONCILIATION_SOURCE = "reconciliation"
 
 
 @dataclass
@@ -147,22 +147,15 @@ def _republish(order_id: uuid.UUID, report: ReconcileReport) -> None:
 
 
 def _resume_payment(order_id: uuid.UUID, report: ReconcileReport) -> None:
+    """Settle a PROCESSING order (or a CANCELLED one in doubt) by what the provider holds under its key."""
     row = _order_created_row(order_id)
-    if row is not None:
-        event = order_created_from_payload(row.payload)
-    else:
-        order = Order.objects.get(id=order_id)
-        event = OrderCreatedEvent(
-            event_id=uuid.uuid4(),
-            correlation_id=order.correlation_id or None,
-            order_id=order.id,
-            order_number=order.order_number,
-            subtotal=order.subtotal,
-        )
-    order_created_apply(event=event, topic=RECONCILIATION_SOURCE)
+    event = None
+    if row is not None and not ProcessedEvent.objects.filter(event_id=row.payload["eventId"]).exists():
+        event = order_created_from_payload(row.payload)  # the consumer stopped mid-payment: recorded with the outcome
+    order_payment_resolve(order_id=order_id, event=event)
     RECONCILED.labels("payment_resumed").inc()
     report.payment_resumed += 1
-    logger.warning("payment resumed", extra={"event": "resilience", "order_id": str(order_id)})
+    logger.warning("payment resolved by lookup", extra={"event": "resilience", "order_id": str(order_id)})
 
 
 def _stuck_reason(order: Order) -> str:
@@ -176,7 +169,10 @@ def orders_reconcile(
     report = ReconcileReport()
     deadline = time.monotonic() + time_budget_seconds
     started = timezone.now()
-    stuck = Order.objects.filter(status__in=UNSETTLED_STATUSES, updated_at__lt=started - timedelta(seconds=older_than_seconds))
+    stuck = Order.objects.filter(
+        Q(status__in=UNSETTLED_STATUSES) | Q(status=OrderStatus.CANCELLED, payment_unknown_since__isnull=False),
+        updated_at__lt=started - timedelta(seconds=older_than_seconds),
+    )
     while time.monotonic() < deadline:
         claimed, flagged = redrives_claim(
             stuck,

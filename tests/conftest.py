@@ -57,8 +57,8 @@ def broker(settings):
 
 
 @pytest.fixture
-def consumers(broker, tmp_path):
-    """Start `manage.py consume_orders` processes on the test's broker; each is stopped afterwards."""
+def consumers(broker, payment_provider, tmp_path):
+    """Start `manage.py consume_orders` processes on the test's broker and payment provider; each is stopped afterwards."""
     started: list[ConsumerProcess] = []
 
     def start(**env: str) -> ConsumerProcess:
@@ -95,6 +95,17 @@ def payment_provider(payment_provider_process, settings):
         provider.start()
     provider.resume()
     provider.faults_reset()
+    payment_client_reset()
+
+
+@pytest.fixture
+def payment_provider_of_its_own(tmp_path, settings):
+    """A provider process with an empty ledger for this test alone (for tests that read every charge)."""
+    provider = PaymentProvider(store=tmp_path / "payment-provider.sqlite3").start()
+    settings.PAYMENT_PROVIDER_URL = provider.url
+    payment_client_reset()
+    yield provider
+    provider.close()
     payment_client_reset()
 
 

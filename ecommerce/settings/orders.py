@@ -35,3 +35,6 @@ PAYMENT_AUDIT_GRACE_SECONDS = env.int("PAYMENT_AUDIT_GRACE_SECONDS", default=300
 # before it skips it (counted, logged): past reconciliation's whole budget of
 # re-drives (120 s doubling five times is about two hours), when the order is flagged for a human.
 PAYMENT_AUDIT_UNSETTLED_WAIT_SECONDS = env.int("PAYMENT_AUDIT_UNSETTLED_WAIT_SECONDS", default=6 * 3600)
+# A payment in doubt whose key the provider says has no charge is asked again (same key) up to this many
+# charge requests in all, the consumer's first included; then the order is FAILED, "provider confirms no charge".
+PAYMENT_UNKNOWN_MAX_CHARGES = env.int("PAYMENT_UNKNOWN_MAX_CHARGES", default=3)

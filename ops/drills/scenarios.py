@@ -138,7 +138,8 @@ def _payment_slow(context: Context, seconds: float) -> Iterator[None]:
 
 @contextmanager
 def _payment_failing(context: Context, seconds: float) -> Iterator[None]:
-    with faults.payment_faulty("--success-rate", "0.5", "--failure-kind", "timeout"):
+    # Half the charges hang (no answer, no charge) until the client's time limit.
+    with faults.payment_faulty("--hang-rate", "0.5"):
         yield
 
 
@@ -239,7 +240,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "payment-failing",
-            "half the charges time out until `payment_faults --reset`",
+            "half the charges hang until the client's time limit (no charge) until `payment_faults --reset`",
             _payment_failing,
             fault_seconds=60.0,
             opens_breaker="paymentService",

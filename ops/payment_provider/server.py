@@ -176,7 +176,22 @@ class ProviderHandler(BaseHTTPRequestHandler):
             return  # the client sent another request on a connection still waiting for an answer: give up on it
 
     def _with_faults(self, *, key: str, charge: bool, handle: Any) -> None:
-        """Run a POST under the faults in force, with its idempotency key marked in use while it is handled."""
+        """Run a POST under the faults in force, its idempotency key in use from handling to answering.
+
+        The latency comes before handling (the request waits, as in a queue or
+        on the network), so a slow provider is slow for a retry too. A late
+        answer keeps the key in use until it is written, as a request still in
+        flight does at Stripe: a retry meanwhile gets 409.
+        """
+        faults, fault, declined = self.server.switch.draw(charge=charge)
+        if faults.latency_seconds:
+            time.sleep(faults.latency_seconds)
+        if fault is Fault.ERROR:
+            self._send_edge_error()
+            return
+        if fault is Fault.HANG:
+            self._hang(MAX_HANG_SECONDS)
+            return
         with self.server.keys_lock:
             if key in self.server.keys_in_use:
                 raise BadRequest(
@@ -187,27 +202,16 @@ class ProviderHandler(BaseHTTPRequestHandler):
                 )
             self.server.keys_in_use.add(key)
         try:
-            faults, fault, declined = self.server.switch.draw(charge=charge)
-            if faults.latency_seconds:
-                time.sleep(faults.latency_seconds)
-            if fault is Fault.ERROR:
-                self._send_edge_error()
-                return
-            if fault is Fault.HANG:
-                with self.server.keys_lock:
-                    self.server.keys_in_use.discard(key)  # nothing is being done under it
-                self._hang(MAX_HANG_SECONDS)
-                return
             answer = handle(declined)
+            if fault is Fault.RESET_AFTER_CHARGE:
+                self._reset()
+                return
+            if fault is Fault.LATE_ANSWER:
+                time.sleep(faults.late_answer_seconds)
+            self._send(answer)
         finally:
             with self.server.keys_lock:
                 self.server.keys_in_use.discard(key)
-        if fault is Fault.RESET_AFTER_CHARGE:
-            self._reset()
-            return
-        if fault is Fault.LATE_ANSWER:
-            time.sleep(faults.late_answer_seconds)
-        self._send(answer)
 
     # Endpoints ---------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 # The modules declaring counters the alerts read, as the processes that count them load them.
 import orders.consumer  # noqa: F401
-import orders.payments  # noqa: F401
+import payments.gateway  # noqa: F401
 from celery_app import app as celery_app
 from checkout.cart_cache import cart_cache_get, cart_cache_reset_for_tests
 from checkout.idempotency import idempotency_records_expired_delete

@@ -134,6 +134,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     assert text(browser, '#dead-letters tr[data-topic="orders.created"] td') == "1"
     assert text(browser, "#stuck-orders tr[data-status=PENDING] td") == "1"
     assert text(browser, "#stuck-orders tr[data-status=PROCESSING] td") == "0"
+    assert text(browser, "#stuck-orders tr.payments-in-doubt td") == "0"
     lag_rows = browser.find_elements(By.CSS_SELECTOR, "#consumer-lag tr.partition-lag")
     assert [row.get_attribute("data-partition") for row in lag_rows] == ["0", "1", "2"]
     assert text(browser, '#periodic-jobs tr[data-task="outbox.relay"] .badge') == "on time"

@@ -25,7 +25,7 @@ from ecommerce.overview import (
     periodic_jobs,
 )
 from messaging.contract.events import ORDERS_CREATED
-from orders.models import OrderStatus
+from orders.models import Order, OrderStatus
 from outbox.models import OutboxStatus
 from resilience.breaker import State
 from resilience.policies import breaker_for, breakers_reset
@@ -85,6 +85,18 @@ class TestStuckOrders:
         pending_link, processing_link = (status.url for status in figure.statuses)
         assert changelist_rows(admin_client, pending_link, *numbers) == {stuck_pending.order_number}
         assert changelist_rows(admin_client, processing_link, *numbers) == {stuck_processing.order_number}
+
+    def test_counts_payments_in_doubt_and_links_to_exactly_them(self, admin_client):
+        in_doubt = order_aged(OrderStatus.PROCESSING, age=timedelta(seconds=10))
+        Order.objects.filter(id=in_doubt.id).update(payment_unknown_since=timezone.now())
+        settled = order_aged(OrderStatus.PROCESSING, age=timedelta(seconds=10))
+
+        figure = orders_stuck(now=timezone.now())
+
+        assert figure.in_doubt == 1
+        assert changelist_rows(admin_client, figure.in_doubt_url, in_doubt.order_number, settled.order_number) == {
+            in_doubt.order_number
+        }
 
 
 class TestBreakers:

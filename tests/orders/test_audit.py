@@ -14,6 +14,7 @@ from tests.support import shared_state_reset
 
 pytestmark = pytest.mark.django_db
 
+FAST_RETRIES = {"retry": {"initial_seconds": 0.01, "max_seconds": 0.02}}
 RULES = {"grace_seconds": 0, "unsettled_wait_seconds": 3600, "max_attempts": 3, "backoff_base_seconds": 60}
 
 
@@ -45,7 +46,7 @@ def watermark() -> str:
 @pytest.fixture
 def provider(payment_provider, settings):
     """The worker's provider, its ledger shared with earlier tests: the audit starts after their charges."""
-    settings.RESILIENCE_POLICIES = {"paymentService": {"retry": {"initial_seconds": 0.01, "max_seconds": 0.02}}}
+    settings.RESILIENCE_POLICIES = {"paymentService": FAST_RETRIES}
     PaymentAuditWatermark.objects.update_or_create(name=AUDIT, defaults={"charge_id": payment_provider.last_charge_id() or ""})
     return payment_provider
 
@@ -157,21 +158,29 @@ def test_charges_of_cancelled_and_failed_orders_are_refunded_once_and_paid_ones_
     assert not PaymentTransaction.objects.filter(order=never_charged).exists()
 
 
-def test_a_refund_that_keeps_failing_is_flagged_for_a_human_and_the_watermark_passes_it(provider):
+def test_a_refund_that_keeps_failing_is_flagged_for_a_human_and_the_watermark_passes_it(provider, settings):
+    # A breaker that stays closed, so each run meets the failing refunds themselves (and can list the charges).
+    settings.RESILIENCE_POLICIES = {"paymentService": {**FAST_RETRIES, "breaker": {"minimum_calls": 100, "window_size": 100}}}
     order = charged("CANCELLED")
-    provider.faults(error_rate=1.0)
+    provider.faults(error_rate=1.0)  # every refund request gets a 5xx
     flagged_before = counter("payment_unmatched_charges_total", action="flagged")
+    failed_before = counter("payment_refunds_total", outcome="failed")
 
     for _ in range(2):
-        assert audit(max_attempts=2).stopped == Stop.REFUND_PENDING
+        run = audit(max_attempts=2)
+        assert (run.failed, run.charges, run.stopped) == (1, 0, Stop.REFUND_PENDING)
         Order.objects.filter(id=order.id).update(reconcile_next_at=None)  # its backoff has passed
     report = audit(max_attempts=2)
 
-    assert (report.flagged, report.charges, report.stopped) == (1, 1, None)
+    assert (report.flagged, report.failed, report.charges, report.stopped) == (1, 0, 1, None)
     order.refresh_from_db()
     assert order.flagged_at is not None and "did not refund" in order.flag_reason
+    assert order.reconcile_attempts == 2
+    assert provider.charge(str(order.id))["refunded"] is False  # the human's now
     assert watermark() == provider.charge(str(order.id))["id"]
     assert counter("payment_unmatched_charges_total", action="flagged") == flagged_before + 1
+    assert counter("payment_refunds_total", outcome="failed") == failed_before + 2
+    assert audit(max_attempts=2).flagged == 0  # flagged once, then left to the human
 
 
 def test_a_superuser_moves_the_watermark_back_in_the_admin_and_the_audit_reads_again_without_refunding_twice(

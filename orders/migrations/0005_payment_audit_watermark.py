@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0003_reconciliation_refunds'),
+        ('orders', '0004_payments_in_doubt_no_mock_ledger'),
     ]
 
     operations = [
