@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from deadletters.models import DeadLetter
 from messaging.contract.events import ORDERS_CREATED
 from ops.drills import faults
 from ops.drills.report import DrillReport, database_retrying
+from orders.models import Order
 
 # supervisord's programs in the order a rolling restart takes them: the
 # front first, the monitoring last (it is what watches the others).
@@ -154,6 +156,19 @@ def _payment_ambiguous(context: Context, seconds: float) -> Iterator[None]:
         yield
 
 
+def _ambiguous_check(context: Context, report: DrillReport) -> None:
+    """The fault made payment outcomes unknown, or the drill proved nothing (the ledger and stock are the report's)."""
+    orders = Order.objects.filter(created_at__gte=datetime.fromtimestamp(report.started_at, tz=UTC))
+    retried = database_retrying(lambda: orders.filter(payment__attempt_count__gt=1).count())
+    resolved = database_retrying(lambda: orders.filter(reconcile_attempts__gt=0).count())
+    report.notes.append(
+        f"payments in doubt: {retried} orders paid after the gateway retried an unknown answer, "
+        f"{resolved} settled by reconciliation from the provider's word"
+    )
+    if not (retried or resolved):
+        report.violations.append("no payment outcome was unknown: the fault did not bite")
+
+
 @contextmanager
 def _poison_burst(context: Context, seconds: float) -> Iterator[None]:
     messages = faults.poison_messages(context.nonce)
@@ -252,6 +267,7 @@ SCENARIOS: dict[str, Scenario] = {
             _payment_ambiguous,
             fault_seconds=60.0,
             opens_breaker="paymentService",
+            check=_ambiguous_check,
         ),
         Scenario(
             "poison-burst",
