@@ -27,6 +27,8 @@ from outbox.models import OutboxEvent, OutboxStatus
 from payments.gateway import PaymentProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
+# How long the report keeps asking for the provider's ledger: past the paymentService breaker's 30 s open time.
+LEDGER_WAIT_SECONDS = 60.0
 
 
 def database_retrying(read, *, attempts: int = 20, pause_seconds: float = 1.0):
@@ -318,11 +320,17 @@ def _paid_twice(report: DrillReport, order_ids: dict[str, str], *, bootstrap_ser
 
 def _ledger(report: DrillReport, *, since: datetime) -> set[str]:
     """Compare the provider's charges with the drill's orders: each mismatch is a violation; return the double-charged."""
-    try:
-        ledger = database_retrying(lambda: payments_ledger_check(since=since))
-    except PaymentProviderUnavailable as error:
-        report.violations.append(f"the provider's ledger could not be read: {error}")
-        return set()
+    deadline = time.monotonic() + LEDGER_WAIT_SECONDS
+    while True:
+        try:
+            ledger = database_retrying(lambda: payments_ledger_check(since=since))
+            break
+        except PaymentProviderUnavailable as error:
+            # The paymentService breaker a payment drill opened may still be open: wait out its open time.
+            if time.monotonic() > deadline:
+                report.violations.append(f"the provider's ledger could not be read: {error}")
+                return set()
+            time.sleep(5)
     report.ledger_summary = ledger.summary()
     report.ledger_mismatches = [entry.line() for entry in ledger.mismatches]
     if ledger.mismatches:

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ops.drills import report as report_module
 from ops.drills.report import DrillReport, report_build
 from orders.models import Order, OrderItem
 from payments.gateway import ChargeOutcome, payment_charge
@@ -67,3 +68,15 @@ def test_a_failed_order_that_gave_its_stock_back_holds_none_and_a_paid_one_holds
     kept = build(broker, since, stock_before=stock_before)
     assert kept.stock_mismatches == [f"{product.id}: before 100, now 95, held by orders 2"]
     assert "1 products' stock does not add up" in kept.violations
+
+
+def test_a_ledger_that_cannot_be_read_is_a_violation_not_a_pass(broker, payment_provider, monkeypatch):
+    monkeypatch.setattr(report_module, "LEDGER_WAIT_SECONDS", 0.0)
+    since = datetime.now(UTC)
+    payment_provider.kill()  # the fixture starts it again afterwards
+
+    report = build(broker, since, stock_before={})
+
+    assert report.ledger_summary == "" and not report.passed
+    assert [v for v in report.violations if v.startswith("the provider's ledger could not be read: ")], report.violations
+    assert "  ledger           not read" in report.render()
