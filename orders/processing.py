@@ -205,7 +205,7 @@ def order_payment_settle(
         outcome, refund_due = _settle(order, payment, event, topic)
     if refund_due:
         # A failure here leaves a charge without a PAID order: the payment audit refunds it.
-        order_payment_refund(order_id=order.id, reason=REFUND_REASON_IN_FLIGHT.format(status=order.status))
+        order_payment_refund(order_id=order.id, reason=REFUND_REASON_IN_FLIGHT.format(status=order.status.lower()))
     return outcome
 
 
@@ -232,7 +232,7 @@ def _settle(order: Order, payment: PaymentResult, event: OrderCreatedEvent | Non
     """Apply the provider's word (approved or not) to the locked order; return the outcome and whether to refund."""
     approved = payment.outcome is ChargeOutcome.APPROVED
     target = OrderStatus.PAID if approved else OrderStatus.FAILED
-    order.payment_unknown_since = None
+    was_in_doubt, order.payment_unknown_since = order.payment_unknown_since is not None, None
     if order_transition_allowed(current=order.status, target=target):
         transaction_record = _record_payment(order, payment)
         if approved:
@@ -251,11 +251,14 @@ def _settle(order: Order, payment: PaymentResult, event: OrderCreatedEvent | Non
         )
         return Outcome.PROCESSED, False
     refund_due = approved and order.status in REFUNDABLE_STATUSES
-    if refund_due and not PaymentTransaction.objects.filter(order=order).exists():
-        # Settled without this charge meanwhile: the money is taken and must go back. Recorded now, refunded after the commit.
+    recorded = refund_due and not PaymentTransaction.objects.filter(order=order).exists()
+    if recorded:
+        # Settled without this charge meanwhile: the money is taken and must go back.
+        # Recorded now, refunded after the commit.
         _record_payment(order, payment)
         order.payment_status = PaymentStatus.SUCCESS
-    order.save(update_fields=["payment_status", "payment_unknown_since", "updated_at"])
+    if recorded or was_in_doubt:
+        order.save(update_fields=["payment_status", "payment_unknown_since", "updated_at"])
     if event is None:
         return Outcome.SKIPPED, refund_due
     return _skip(order, event, topic, target, "; the charge is refunded" if refund_due else ""), refund_due

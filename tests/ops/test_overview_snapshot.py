@@ -16,14 +16,15 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 
 from celery_app import beat_started_at
 from ecommerce.overview import (
-    Unavailable,
     activity,
     breaker_states,
     consumer_lag,
     orders_stuck,
+    outbox_failed,
     overview_snapshot,
     periodic_jobs,
 )
+from ecommerce.overview_figures import Unavailable
 from messaging.contract.events import ORDERS_CREATED
 from orders.models import Order, OrderStatus
 from outbox.models import OutboxStatus
@@ -97,6 +98,20 @@ class TestStuckOrders:
         assert changelist_rows(admin_client, figure.in_doubt_url, in_doubt.order_number, settled.order_number) == {
             in_doubt.order_number
         }
+
+
+class TestOutboxGivenUp:
+    def test_counts_failed_and_refused_rows_apart_and_links_to_exactly_each(self, admin_client):
+        failed = outbox_row(OutboxStatus.FAILED)
+        refused = [outbox_row(OutboxStatus.REFUSED) for _ in range(2)]
+        pending = outbox_row(OutboxStatus.PENDING)
+
+        figure = outbox_failed()
+
+        assert (figure.failed, figure.refused) == (1, 2)
+        ids = [row.aggregate_id for row in (failed, *refused, pending)]
+        assert changelist_rows(admin_client, figure.url, *ids) == {failed.aggregate_id}
+        assert changelist_rows(admin_client, figure.refused_url, *ids) == {row.aggregate_id for row in refused}
 
 
 class TestBreakers:

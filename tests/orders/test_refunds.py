@@ -106,7 +106,7 @@ def test_an_order_cancelled_while_its_payment_is_in_flight_is_refunded_once(
     assert again.refunded and again.refund_id == payment.refund_external_transaction_id  # the first refund, replayed
     assert payment_provider.charge(order_id)["amount_refunded"] == charge["amount"]
     assert len(payment_events(order_id, "PAYMENT_REFUNDED")) == 1
-    assert PaymentTransaction.objects.get(order=order).refund_reason == "order CANCELLED while its payment was in flight"
+    assert PaymentTransaction.objects.get(order=order).refund_reason == "order cancelled while its payment was in flight"
     assert counter("payment_refunds_total", outcome="refunded") == refunded_before + 1
 
 
