@@ -17,8 +17,8 @@ period), then one with nothing new; --rounds times.
 
 It never touches a running platform: a database of its own
 (`ecommerce_bench_audit` on the server of DATABASE_URL, created and
-migrated here), Redis database 10 of the server of REDIS_URL (the
-paymentService breaker), and its own provider processes, stopped at the end.
+migrated here), Redis database 13 (`--redis-db`) of the server of REDIS_URL
+(the paymentService breaker), and its own provider processes, stopped at the end.
 The machine's CPUs, load and a calibration unit (bench/machine.py) are
 printed before and after.
 """
@@ -40,18 +40,23 @@ from bench.isolation import bench_url, ensure_database
 from bench.machine import machine_measure
 
 BENCH_DB = "ecommerce_bench_audit"
-BENCH_REDIS_DB = 10
+# The paymentService breaker's Redis database: one no test run or other bench on this machine uses.
+BENCH_REDIS_DB = 13
 # /_seed requests of this many charges each: every one a bounded request.
 SEED_CHUNK = 250_000
 # Charges made at once (the consumer pays 16 orders at a time per process).
 CHARGE_THREADS = 8
 
-os.environ["DATABASE_URL"] = bench_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/", f"/{BENCH_DB}")
-os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = bench_url("REDIS_URL", "redis://127.0.0.1:6379/", f"/{BENCH_REDIS_DB}")
-os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings.local")
-os.environ.setdefault("LOG_LEVEL", "ERROR")
-os.environ.setdefault("DJANGO_DEBUG", "false")  # DEBUG records every query: not what production runs
+
+
+def isolate(redis_db: int) -> None:
+    """Point Django at the bench's own database and Redis database (before django.setup)."""
+    os.environ["DATABASE_URL"] = bench_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/", f"/{BENCH_DB}")
+    os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = bench_url("REDIS_URL", "redis://127.0.0.1:6379/", f"/{redis_db}")
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # metric files of this process stay away from a platform's
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings.local")
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    os.environ.setdefault("DJANGO_DEBUG", "false")  # DEBUG records every query: not what production runs
 
 
 @dataclass
@@ -166,7 +171,9 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=1000, help="charges made since the last audit run")
     parser.add_argument("--refunds", type=int, default=10, help="of them, charges of CANCELLED orders to give back")
     parser.add_argument("--rounds", type=int, default=3, help="new charges and audit runs per size")
+    parser.add_argument("--redis-db", type=int, default=BENCH_REDIS_DB, help="the Redis database of the bench's breaker")
     arguments = parser.parse_args()
+    isolate(arguments.redis_db)
     sizes = [int(size) for size in arguments.sizes.split(",")]
 
     import django
