@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from orders.models import Order, OrderItem, PaymentTransaction, ProcessedEvent
+from orders.models import Order, OrderItem, PaymentAuditWatermark, PaymentTransaction, ProcessedEvent
 from orders.services import orders_flag_clear
 
 
@@ -111,3 +111,25 @@ class OrderAdmin(admin.ModelAdmin):
     def clear_flag(self, request: HttpRequest, queryset: QuerySet) -> None:
         cleared = orders_flag_clear(ids=list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"{cleared} order(s) unflagged; reconciliation picks them up again.", messages.SUCCESS)
+
+
+@admin.register(PaymentAuditWatermark)
+class PaymentAuditWatermarkAdmin(admin.ModelAdmin):
+    """How far the payment audit has read the provider's charges (docs/runbook.md "The payment audit and the ledger").
+
+    A superuser may move `charge_id` back to audit again from a charge (refunds
+    are idempotent); nothing else is edited by hand.
+    """
+
+    list_display = ("name", "charge_id", "charge_created_at", "updated_at")
+    fields = ("name", "charge_id", "charge_created_at", "updated_at")
+    readonly_fields = ("name", "charge_created_at", "updated_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -160,3 +160,22 @@ class ProcessedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} ({self.outcome})"
+
+
+class PaymentAuditWatermark(models.Model):
+    """How far the payment audit (orders/audit.py) has read the provider's charges, which it lists oldest first.
+
+    One row per audit. Nothing more is owed for any charge up to and
+    including `charge_id`: a run resumes after it, so it reads only what was
+    charged since. Moved by compare-and-set on `charge_id`, so of two runs at
+    once only one moves it.
+    """
+
+    name = models.CharField(max_length=50, primary_key=True)
+    # The provider's id of the last charge settled; empty: from the provider's first charge.
+    charge_id = models.CharField(max_length=100, blank=True, default="")
+    charge_created_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} after {self.charge_id or 'nothing'}"

@@ -13,9 +13,8 @@ their `OrderCreated` or the consumer stopped mid-payment, and re-drives each:
   order's key and the order settled by its word (orders/payment_resolution.py);
   a charge that was taken is found, not taken again.
 
-`payment_charges_audit` (beat job `orders.payment_audit`) pages through the
-provider's successful charges and refunds any whose order ended CANCELLED or
-FAILED (or does not exist), once it is older than a grace period.
+The payment audit (orders/audit.py) gives back charges whose order ended
+unpaid; it spends the same per-order budget of attempts (`redrives_claim`).
 
 Each order has one budget of re-drives (`reconcile_attempts`), each claimed
 under the order's row lock with SKIP LOCKED and spaced by a doubling backoff,
@@ -34,14 +33,13 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from messaging.contract.events import ORDER_CREATED
-from orders.metrics import PAYMENT_REFUNDS, RECONCILED, UNMATCHED_CHARGES
+from orders.metrics import RECONCILED
 from orders.models import UNSETTLED_STATUSES, Order, OrderStatus, ProcessedEvent
 from orders.payment_resolution import order_payment_resolve
 from orders.processing import order_created_from_payload
-from orders.services import REFUNDABLE_STATUSES, order_created_event_create, order_payment_refund
+from orders.services import order_created_event_create
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.services import outbox_events_republish
-from payments.gateway import ProviderCharge, payment_charges_page, payment_refund
 from resilience.backoff import Jitter, backoff_seconds
 
 logger = logging.getLogger(__name__)
@@ -52,10 +50,6 @@ BATCH_SIZE = 10
 # The shortest and longest waits between two re-drives of one order.
 MIN_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
-SETTLED_PAID = (OrderStatus.PAID, OrderStatus.FULFILLED)
-# Charges per page of the provider's list (each page one call under the paymentService policy).
-CHARGES_PAGE_SIZE = 500
-REFUND_REASON_AUDIT = "payment audit: charge without a PAID order"
 
 
 @dataclass
@@ -66,15 +60,6 @@ class ReconcileReport:
     # PENDING orders whose OrderCreated the outbox still holds (it publishes them itself).
     left_to_outbox: int = 0
     errors: int = 0
-
-
-@dataclass
-class AuditReport:
-    refunded: int = 0
-    flagged: int = 0
-    failed: int = 0
-    # Charges of orders not yet settled: reconciliation drives those first.
-    deferred: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,7 +77,7 @@ def _backoff(attempt: int, base_seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _claim(
+def redrives_claim(
     orders: QuerySet,
     *,
     due_at: datetime,
@@ -189,7 +174,7 @@ def orders_reconcile(
         updated_at__lt=started - timedelta(seconds=older_than_seconds),
     )
     while time.monotonic() < deadline:
-        claimed, flagged = _claim(
+        claimed, flagged = redrives_claim(
             stuck,
             due_at=started,
             max_attempts=max_attempts,
@@ -213,95 +198,3 @@ def orders_reconcile(
     if report.republished or report.payment_resumed or report.flagged:
         logger.warning("orders reconciled", extra={"event": "resilience", **report.__dict__})
     return report
-
-
-def _refund_unmatched(charge: ProviderCharge, report: AuditReport) -> None:
-    """A charge whose key names no order of ours: give it back."""
-    outcome = payment_refund(idempotency_key=charge.idempotency_key)
-    if outcome.refunded:
-        PAYMENT_REFUNDS.labels("refunded").inc()
-        UNMATCHED_CHARGES.labels("refunded").inc()
-        report.refunded += 1
-        logger.warning("charge without an order refunded", extra={"event": "resilience", "idempotency_key": charge.idempotency_key})
-    elif outcome.failure_reason:
-        PAYMENT_REFUNDS.labels("failed").inc()
-        report.failed += 1
-
-
-def _refund_order(order_id: uuid.UUID, *, max_attempts: int, backoff_base_seconds: float, report: AuditReport) -> None:
-    claimed, flagged = _claim(
-        Order.objects.filter(id=order_id, status__in=REFUNDABLE_STATUSES),
-        due_at=timezone.now(),
-        max_attempts=max_attempts,
-        backoff_base_seconds=backoff_base_seconds,
-        flag_reason=lambda order: f"{order.status} with a charge the gateway did not refund after {order.reconcile_attempts} attempt(s)",
-        limit=1,
-    )
-    if flagged:
-        UNMATCHED_CHARGES.labels("flagged").inc()
-        report.flagged += 1
-    if not claimed:
-        return  # flagged, in its backoff, or being handled by a concurrent run
-    outcome = order_payment_refund(order_id=order_id, reason=REFUND_REASON_AUDIT)
-    if outcome.refunded:
-        UNMATCHED_CHARGES.labels("refunded").inc()
-        report.refunded += 1
-    elif outcome.failure_reason:
-        report.failed += 1
-
-
-def payment_charges_audit(
-    *, grace_seconds: int, lookback_hours: int, max_attempts: int, backoff_base_seconds: float
-) -> AuditReport:
-    """Refund every successful, unrefunded charge (older than the grace period) whose order is not PAID."""
-    report = AuditReport()
-    now = timezone.now()
-    created_after, created_before = now - timedelta(hours=lookback_hours), now - timedelta(seconds=grace_seconds)
-    charges = _provider_charges(created_after=created_after, created_before=created_before)
-    open_charges = [charge for charge in charges if not charge.refunded]
-    orders = dict(
-        Order.objects.filter(id__in=[key for key in (_order_id(c.idempotency_key) for c in open_charges) if key])
-        .values_list("id", "status")
-    )
-    for charge in open_charges:
-        order_id = _order_id(charge.idempotency_key)
-        status = orders.get(order_id) if order_id else None
-        if status in SETTLED_PAID:
-            continue
-        try:
-            if status is None:
-                _refund_unmatched(charge, report)
-            elif status in UNSETTLED_STATUSES:
-                report.deferred += 1
-            else:
-                _refund_order(order_id, max_attempts=max_attempts, backoff_base_seconds=backoff_base_seconds, report=report)
-        except Exception:  # one charge must not stop the audit; the next run sees it again
-            report.failed += 1
-            logger.exception("payment audit failed for a charge", extra={"event": "resilience", "idempotency_key": charge.idempotency_key})
-    if report.refunded or report.flagged or report.failed:
-        logger.warning("payment audit", extra={"event": "resilience", **report.__dict__})
-    return report
-
-
-def _provider_charges(*, created_after: datetime, created_before: datetime) -> list[ProviderCharge]:
-    """The provider's succeeded charges created in the window, read page by page from the first.
-
-    Every page from the provider's first charge: the list is ascending and
-    has no time filter. (The watermark that makes this cost only what is new
-    is issue 14's item 5.)
-    """
-    charges: list[ProviderCharge] = []
-    cursor = None
-    while True:
-        page = payment_charges_page(starting_after=cursor, limit=CHARGES_PAGE_SIZE)
-        charges.extend(charge for charge in page.charges if created_after < charge.created <= created_before)
-        if not page.has_more or not page.charges:
-            return charges
-        cursor = page.charges[-1].id
-
-
-def _order_id(key: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(key)
-    except ValueError:
-        return None

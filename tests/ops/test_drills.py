@@ -1,4 +1,4 @@
-"""Short versions of two fault drills (scripts/drill.sh), against a platform this test starts.
+"""Short versions of three fault drills (scripts/drill.sh), against a platform this test starts.
 
 The platform is the run command's own supervisord with the repository's
 program definitions (the fake payment provider, web, worker, beat, consumer,
@@ -126,6 +126,8 @@ def drill_platform(tmp_path, broker, monkeypatch, settings):
     # `manage.py payment_faults`, run by the drill, must reach the platform's provider with the test settings.
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "ecommerce.settings.test")
     monkeypatch.setenv("TEST_PAYMENT_PROVIDER_URL", platform.payment_provider_url)
+    # The drill's report reads the provider's ledger from this process.
+    settings.PAYMENT_PROVIDER_URL = platform.payment_provider_url
     platform.manager = platform_manager.username
     platform.start()
     try:
@@ -186,6 +188,26 @@ def test_payment_slow_drill_pays_every_order_once_and_recovers(drill_platform):
     assert Order.objects.filter(reconcile_attempts__gt=0, status="PAID").exists()  # the fault really bit
     assert report.first_paid_after_undo is not None  # and healed afterwards
     assert json.loads(payment_faults("--show").stdout)["faults"]["latency_seconds"] == 0.0  # the switch was reset
+    assert time.time() - started < 240
+
+
+def test_payment_ambiguous_drill_pays_each_charged_order_once_and_the_ledger_matches(drill_platform):
+    started = time.time()
+
+    # A third of the charges answered after the client's 5 s limit, a third reset after charging: each charge was
+    # taken, none may become a decline. The load goes on past the breaker's open time; settling waits for
+    # reconciliation to find the charges of the orders left in doubt.
+    report = run(drill_platform, "payment-ambiguous", fault_seconds=20.0, settle_timeout=120.0)
+
+    print(report.render())
+    assert report.passed, report.violations
+    assert report.ledger_summary.endswith("; 0 mismatches") and report.ledger_mismatches == []
+    assert not (report.lost or report.stuck or report.paid_twice or report.stock_mismatches)
+    # Every charge request reached a provider that charged: an order FAILED only on its word that none exists.
+    assert report.placed == sum(report.statuses.values()) and set(report.statuses) <= {"PAID", "FAILED"}
+    assert report.statuses["PAID"] > 0
+    assert any(note.startswith("payments in doubt: ") for note in report.notes)  # the check saw the fault bite
+    assert json.loads(payment_faults("--show").stdout)["faults"]["late_answer_rate"] == 0.0  # the switch was reset
     assert time.time() - started < 240
 
 

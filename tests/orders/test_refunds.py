@@ -1,15 +1,16 @@
-"""Money is never kept for an order that is not PAID: refunds on cancel, and the payment audit."""
+"""Money is never kept for an order that is not PAID: refunds on cancel, retried by the payment audit.
+
+The audit itself (its watermark, what it refunds and when) is tested in tests/orders/test_audit.py.
+"""
 import threading
-import time
-from decimal import Decimal
 
 import pytest
 from django.db import connection
 from prometheus_client import REGISTRY
 
+from orders.audit import payment_charges_audit
 from orders.models import Order, PaymentTransaction
 from orders.processing import Outcome, process_order_created_message
-from orders.reconciliation import payment_charges_audit
 from orders.services import order_payment_refund
 from outbox.models import OutboxEvent
 from payments.gateway import ChargeOutcome, payment_charge
@@ -30,7 +31,7 @@ def payment_events(order_id, event_type: str) -> list[OutboxEvent]:
 
 
 def audit(**overrides) -> object:
-    arguments = {"grace_seconds": 0, "lookback_hours": 1, "max_attempts": 3, "backoff_base_seconds": 60}
+    arguments = {"grace_seconds": 0, "unsettled_wait_seconds": 3600, "max_attempts": 3, "backoff_base_seconds": 60}
     return payment_charges_audit(**{**arguments, **overrides})
 
 
@@ -130,56 +131,3 @@ def test_a_refund_whose_answer_was_lost_is_retried_without_refunding_twice(place
     payment_provider.faults_reset()
     assert audit().refunded == 0
     assert len(payment_events(order_id, "PAYMENT_REFUNDED")) == 1
-
-
-def test_the_audit_refunds_only_charges_without_a_paid_order_past_the_grace_period(place_order, payment_provider):
-    paid, failed, processing, young = (place_order() for _ in range(4))
-    assert process_order_created_message(order_created_message(paid)) == Outcome.PROCESSED
-    for row in (failed, processing):
-        charged(row.aggregate_id)
-    # The payer gave up (FAILED) while the provider went on and charged.
-    Order.objects.filter(id=failed.aggregate_id).update(status="FAILED")
-    Order.objects.filter(id=processing.aggregate_id).update(status="PROCESSING")
-    # A charge under a key that names no order of ours.
-    assert payment_charge(idempotency_key="stray-charge", amount=Decimal("5.00")).outcome is ChargeOutcome.APPROVED
-    time.sleep(2.5)  # everything above is past the 2 s grace period; the young charge below is not
-    charged(young.aggregate_id)
-    Order.objects.filter(id=young.aggregate_id).update(status="CANCELLED")
-    unmatched_before = counter("payment_unmatched_charges_total", action="refunded")
-
-    report = payment_charges_audit(grace_seconds=2, lookback_hours=1, max_attempts=3, backoff_base_seconds=60)
-
-    assert (report.refunded, report.deferred) == (2, 1)
-    keys = [paid, failed, processing, young]
-    refunded = {row.aggregate_id for row in keys if payment_provider.charge(row.aggregate_id)["refunded"]}
-    assert refunded == {failed.aggregate_id}
-    assert payment_provider.charge("stray-charge")["refunded"]
-    assert Order.objects.get(id=failed.aggregate_id).payment_status == "REFUNDED"
-    assert Order.objects.get(id=paid.aggregate_id).payment_status == "SUCCESS"
-    assert counter("payment_unmatched_charges_total", action="refunded") == unmatched_before + 2
-
-
-def test_a_refund_that_keeps_failing_is_flagged_for_a_human(place_order, payment_provider, settings):
-    # A breaker that stays closed, so each audit run meets the failing refunds themselves.
-    settings.RESILIENCE_POLICIES = {"paymentService": {**FAST_RETRIES["paymentService"], "breaker": {"minimum_calls": 100, "window_size": 100}}}
-    row = place_order()
-    order = Order.objects.get(id=row.aggregate_id)
-    charged(order.id)
-    Order.objects.filter(id=order.id).update(status="CANCELLED")
-    payment_provider.faults(error_rate=1.0)  # every refund request gets a 5xx
-    flagged_before = counter("payment_unmatched_charges_total", action="flagged")
-    failed_before = counter("payment_refunds_total", outcome="failed")
-
-    for _ in range(2):
-        assert audit(max_attempts=2).failed == 1
-        Order.objects.filter(id=order.id).update(reconcile_next_at=None)  # its backoff has passed
-    report = audit(max_attempts=2)
-
-    assert (report.flagged, report.failed) == (1, 0)
-    order.refresh_from_db()
-    assert order.flagged_at is not None and "did not refund" in order.flag_reason
-    assert order.reconcile_attempts == 2
-    assert payment_provider.charge(order.id)["refunded"] is False
-    assert counter("payment_unmatched_charges_total", action="flagged") == flagged_before + 1
-    assert counter("payment_refunds_total", outcome="failed") == failed_before + 2
-    assert audit(max_attempts=2).flagged == 0  # flagged once, then left to the human
