@@ -13,7 +13,8 @@ checkout p50/p99, goodput, errors by kind, checkout→PAID p50/p99 (order
 created_at → updated_at when PAID, one clock), commit→publish p50/p99, and
 the order-management rate next to the checkout rate, the 503s' latency and
 Retry-After, orders lost or unacknowledged; written as JSON and as
-a PNG plot of latency and throughput against the offered rate.
+a PNG plot of latency and throughput against the offered rate. The
+machine's calibration (bench/calibration.py) is printed before and after.
 
 The provider's latency is set at run time through `manage.py payment_faults
 --latency` (the provider's /_faults, over HTTP) and reset afterwards whatever
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from bench.calibration import calibration_measure  # noqa: E402
 from bench.load import API, CheckoutResult, ErrorKind, catalog_products, checkout_load, loopback_only  # noqa: E402
 from bench.stats import histogram_quantile, percentile  # noqa: E402
 
@@ -340,6 +342,8 @@ def main() -> None:
         products = catalog_products(arguments.base_url)
     except requests.ConnectionError:
         raise SystemExit(f"no platform answers at {arguments.base_url}: start it with `bash scripts/run.sh`") from None
+    calibration = calibration_measure()
+    print(calibration.line(), file=sys.stderr, flush=True)
     rows = []
     with provider_latency(arguments.provider_latency) as latency:
         described = f"{latency:g} s (set by the bench)" if latency is not None else "the platform's own (not set by the bench)"
@@ -360,9 +364,14 @@ def main() -> None:
                 )
     report = table(rows, latency)
     print(report)
+    after = calibration_measure()
+    print(f"{calibration.line()}  (before)\n{after.line()}  (after)")
     title = f"e2e bench, provider latency {latency:g} s" if latency is not None else "e2e bench, provider latency as configured"
     plot(rows, out.with_suffix(".png"), title)
-    figures = {"provider_latency": latency, "duration": arguments.duration, "rows": rows}
+    figures = {
+        "provider_latency": latency, "duration": arguments.duration, "rows": rows,
+        "calibration": [calibration.as_dict(), after.as_dict()],
+    }  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(figures, indent=2))
     print(f"\nwritten: {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
