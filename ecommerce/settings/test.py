@@ -1,6 +1,8 @@
 """The test suite: the real services named by the environment, isolated key spaces."""
 import os
 
+from core.planted import planted_defects_validate
+
 from .base import *  # noqa: F403
 from .env import env
 from .redis import redis_settings
@@ -27,3 +29,5 @@ CELERY_BROKER_URL = env.str("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1
 os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 OUTBOX_TRIGGER_ON_COMMIT = env.bool("OUTBOX_TRIGGER_ON_COMMIT", default=False)  # tests drive the relay themselves
 LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405
+# The soak checker's tests plant defects in the processes they start (core/planted.py).
+PLANTED_DEFECTS = planted_defects_validate(env.list("PLANTED_DEFECTS", default=[]), environment="test")
