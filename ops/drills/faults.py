@@ -18,6 +18,7 @@ than the platform (`service_sole_user_check`).
 import json
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -235,15 +236,12 @@ def postgres_cluster(database_url: str) -> tuple[str, str]:
 
 
 def postgres_restart(database_url: str) -> None:
-    """Restart the cluster behind DATABASE_URL the way scripts/services.sh drives it."""
-    version, name = postgres_cluster(database_url)
-    logger.info("pg_ctlcluster %s %s restart", version, name)
-    done = subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart"],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    """Restart the cluster behind DATABASE_URL: Debian's pg_ctlcluster for its clusters, else pg_ctl on its data directory."""
+    command = _postgres_control(database_url, postmaster_info(database_url), "restart")
+    logger.info("%s", " ".join(command))
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
-        raise DrillError(f"pg_ctlcluster {version} {name} restart failed: {done.stderr.strip()[-500:]}")
+        raise DrillError(f"{' '.join(command)} failed: {(done.stderr or done.stdout).strip()[-500:]}")
 
 
 # --- the payment provider ------------------------------------------------------------
@@ -400,9 +398,9 @@ def postmaster_info(database_url: str) -> PostmasterInfo:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid(), current_setting('data_directory'), current_setting('port')::int")
             backend, data_directory, port = cursor.fetchone()
+        pid = _parent(backend)  # while the backend lives
     finally:
         connection.close()
-    pid = _parent(backend)
     line = _command_line(pid)
     if "postgres" not in line and "postmaster" not in line:
         raise DrillError(f"pid {pid}, parent of backend {backend}, is not a postmaster: {line[:80]!r}")
@@ -424,18 +422,7 @@ def postgres_start(database_url: str, info: PostmasterInfo, *, timeout_seconds: 
     backends take a moment to notice and exit, and a new postmaster refuses to
     start while they still hold the old shared memory.
     """
-    try:
-        version, name = postgres_cluster(database_url)
-        command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"]
-    except DrillError:
-        bindir = subprocess.run(["pg_config", "--bindir"], check=False, capture_output=True, text=True, timeout=30).stdout.strip()
-        pg_ctl = Path(bindir) / "pg_ctl"
-        command = [str(pg_ctl), "-D", info.data_directory, "-l", f"{info.data_directory}/restart.log", "start", "-w", "-t", "60"]
-        owner = Path(info.data_directory).stat().st_uid
-        if os.geteuid() == 0 and owner != 0:  # PostgreSQL refuses to run as root
-            import pwd
-
-            command = ["runuser", "-u", pwd.getpwuid(owner).pw_name, "--", *command]
+    command = _postgres_control(database_url, info, "start")
     deadline = time.monotonic() + timeout_seconds
     while True:
         if _pg_accepting(database_url):
@@ -446,6 +433,21 @@ def postgres_start(database_url: str, info: PostmasterInfo, *, timeout_seconds: 
         if time.monotonic() > deadline:
             raise DrillError(f"PostgreSQL did not start again within {timeout_seconds:.0f} s: {(done.stderr or done.stdout).strip()[-500:]}")
         time.sleep(1)
+
+
+def _postgres_control(database_url: str, info: PostmasterInfo, action: str) -> list[str]:
+    """The command that starts or restarts the cluster: pg_ctlcluster for Debian's clusters, else pg_ctl as its owner."""
+    try:
+        version, name = postgres_cluster(database_url)
+        return ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action]
+    except DrillError:
+        pass
+    bindir = subprocess.run(["pg_config", "--bindir"], check=False, capture_output=True, text=True, timeout=30).stdout.strip()
+    command = [str(Path(bindir) / "pg_ctl"), "-D", info.data_directory, "-l", f"{info.data_directory}/restart.log", action, "-w", "-t", "60"]
+    owner = Path(info.data_directory).stat().st_uid
+    if os.geteuid() == 0 and owner != 0:  # PostgreSQL refuses to run as root
+        command = ["runuser", "-u", pwd.getpwuid(owner).pw_name, "--", *command]
+    return command
 
 
 @contextmanager

@@ -43,7 +43,7 @@ class Certificate:
             f"  command        {run['command']}",
             (
                 f"  checkouts      {figures['customers']} customers: {figures['acknowledged']} acknowledged, {figures['refused']} refused, "
-                f"{figures['timed_out']} without a definite answer; {figures['requests']} requests in all"
+                f"{figures['timed_out']} without a definite answer (cart or checkout); {figures['requests']} requests in all"
             ),
             f"  orders         {figures['orders']} ({', '.join(f'{s} {n}' for s, n in sorted(figures['statuses'].items())) or 'none'})",
             f"  faults         {faults['injected']} injected ({faults['failed']} failed), {faults['overlapping']} overlapping another; "
@@ -52,7 +52,10 @@ class Certificate:
                 f"  zero-loss      lost {figures['lost']}, duplicated {figures['duplicated']}, stranded {figures['stranded']}, "
                 f"ledger mismatches {figures['ledger_mismatches']}, stock {'conserved' if figures['stock_conserved'] else 'NOT conserved'}"
             ),
-            f"  settled        {figures['settled_seconds_after_last_heal']} s after the last fault healed (bound {run['settle_within_seconds']:.0f} s)",
+            (
+                f"  settled        the last order {figures['settled_seconds_after_last_heal']} s after the last fault healed, "
+                f"quiet period included (bound {run['settle_within_seconds']:.0f} s)"
+            ),
         ]
         for finding in self.checks:
             mark = "ok  " if finding.passed else "FAIL"

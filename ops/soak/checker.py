@@ -301,9 +301,12 @@ def mock_ledger_check(evidence: Evidence) -> Finding:
             finding.violate(f"{order['number']} is {order['status']} but its customer is charged {standing[0]['amount']}")
         elif order["status"] in ("FAILED", "CANCELLED") and approved:
             kept["refunded"] += 1
+    earlier = {order["id"] for order in evidence.readback.orders if order["created_at"] < evidence.run.started_at}
     for key, rest in charges.items():
-        if any(charge["approved"] and not charge["refunded"] for charge in rest):
-            finding.violate(f"charge {key}: approved for no order of the run")
+        if key in earlier:
+            continue  # an order from before the run, paid as it began
+        if any(charge["approved"] and not charge["refunded"] and charge["created_at"] >= evidence.run.started_at for charge in rest):
+            finding.violate(f"charge {key}: approved during the run for no order of it")
     finding.figures = {"paid_orders_matched": kept["paid"], "refunded": kept["refunded"], "mismatches": finding.count}
     return finding
 

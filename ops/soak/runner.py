@@ -158,10 +158,11 @@ def _settle(progress: SoakProgress, *, since: float, deadline: float) -> float |
         time.sleep(2)
 
 
-def soak_run(options: SoakOptions, *, site: faults.Site, supervisor_socket: Path) -> Certificate:
-    """Run the soak against the platform at `options.base_url`; write its files into `options.out`; return the certificate."""
+def soak_run(
+    options: SoakOptions, *, site: faults.Site, supervisor_socket: Path, schedule: list[ScheduledFault], excluded: dict[str, str]
+) -> Certificate:
+    """Run the soak (`schedule`, drawn by soak_schedule) against the platform; write its files into `options.out`; return the certificate."""
     options.out.mkdir(parents=True, exist_ok=True)
-    schedule, excluded = soak_schedule(options, site)
     platform = Platform(options.base_url, username=options.manager[0], password=options.manager[1], metrics_token=None, timeout_seconds=10)
     products = catalog_products(options.base_url)
     platform.restock(products, at_least=int(options.rate * options.load_seconds / len(products)) + STOCK_MARGIN)
@@ -317,7 +318,7 @@ def main(argv: list[str]) -> None:
     print(f"soak: seed {options.seed}, {len(schedule)} faults ({schedule_overlapping(schedule)} overlapping), files in {options.out}", flush=True)
     for name, reason in excluded.items():
         print(f"soak: left out {name}: {reason}", flush=True)
-    certificate = soak_run(options, site=site, supervisor_socket=site.run_dir / "supervisor.sock")
+    certificate = soak_run(options, site=site, supervisor_socket=site.run_dir / "supervisor.sock", schedule=schedule, excluded=excluded)
     print(certificate.render(), flush=True)
     print(f"soak: certificate {options.out / 'certificate.json'}, timeline {options.out / 'timeline.png'}")
     sys.exit(130 if certificate.interrupted else 0 if certificate.clean else 1)
