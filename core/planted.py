@@ -4,8 +4,8 @@ Each name breaks one place, which asks `planted(NAME)`:
 
 * `skip-processed-event-check` (orders/processing.py): a redelivered
   OrderCreated is not recognised as applied;
-* `commit-offset-before-database` (orders/consumer.py): the consumer commits
-  the offsets of what it polled, before the database work is done;
+* `commit-offset-before-database` (orders/management/commands/consume_orders.py):
+  the consumer commits the offsets of what it polled, before the database work;
 * `drop-outbox-row` (outbox/relay.py): the first row of each batch is marked
   PUBLISHED without being sent.
 

@@ -50,7 +50,6 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from core.db import ThreadConnections
-from core.planted import COMMIT_OFFSET_BEFORE_DATABASE, planted
 from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
 from messaging.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
 from messaging.kafka.ordered import Disposition, OrderedExecutor
@@ -175,8 +174,6 @@ class OrderCreatedConsumer:
         self._paused_logged = False
         # Set after a broker failure: the client must fetch again from the committed offsets.
         self._rewind_needed = False
-        # Per partition, the offset after the last message polled (committed only by a planted defect).
-        self._polled: dict[tuple[str, int], int] = {}
         self._paused_logged_at = 0.0
         self.broker_failures = 0
         # False after a shutdown that left messages running on the pool.
@@ -225,7 +222,6 @@ class OrderCreatedConsumer:
         )
         for message in messages:
             CONSUMED.labels(message.topic).inc()
-            self._polled[(message.topic, message.partition)] = message.offset + 1
             if not self.executor.submit(message):
                 # This loop never seeks, so an offset seen before means the
                 # client's position was reset (a broker that lost its data):
@@ -246,10 +242,7 @@ class OrderCreatedConsumer:
         """Commit, per partition, up to the first unfinished message, if it moved (at most every COMMIT_INTERVAL_SECONDS)."""
         if not now and time.monotonic() - self._committed_at < COMMIT_INTERVAL_SECONDS:
             return
-        if planted(COMMIT_OFFSET_BEFORE_DATABASE):
-            positions, self._polled = self._polled, {}  # what was polled, finished or not: a test-only defect
-        else:
-            positions = self.executor.committable()
+        positions = self.executor.committable()
         if not positions:
             return
         self.consumer.commit_positions(positions, timeout_seconds=timeout_seconds)
