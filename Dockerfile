@@ -21,16 +21,17 @@ COPY . .
 
 # Drop local-only state that may sit in the build context, create the non-root
 # user, collect static files, and prepare the Prometheus multiprocess directory
-# (a named volume mounted there inherits this ownership). collectstatic loads
+# and the fake payment provider's ledger directory (named volumes mounted there
+# inherit this ownership). collectstatic loads
 # the production settings, so it gets a random key that lives only for that
 # command and signs nothing; the image itself carries no secret.
 RUN rm -rf .venv .run .env staticfiles .pytest_cache \
     && useradd --create-home --uid 10001 --user-group app \
-    && mkdir -p /app/staticfiles /tmp/prometheus \
+    && mkdir -p /app/staticfiles /tmp/prometheus /var/lib/payment-provider \
     && DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
        DJANGO_ALLOWED_HOSTS=localhost \
        python manage.py collectstatic --noinput --verbosity 0 \
-    && chown -R app:app /app/staticfiles /tmp/prometheus
+    && chown -R app:app /app/staticfiles /tmp/prometheus /var/lib/payment-provider
 
 USER app
 

@@ -5,7 +5,7 @@
 
 Starts nothing: it drives the platform started by `bash scripts/run.sh` (run
 it with the same environment, so `manage.py payment_faults` reaches the same
-Redis). For each rate it offers an open-loop checkout load (bench/load.py),
+payment provider, PAYMENT_PROVIDER_URL). For each rate it offers an open-loop checkout load (bench/load.py),
 waits for the orders to settle, and reads the outcome from the platform
 itself: order timestamps through the manager API, the relay's
 `outbox_commit_to_publish_seconds` histogram from /metrics. Printed per rate:
@@ -16,9 +16,9 @@ Retry-After, orders lost or unacknowledged; written as JSON and as
 a PNG plot of latency and throughput against the offered rate.
 
 The provider's latency is set at run time through `manage.py payment_faults
---latency` and reset afterwards whatever happens; where that command does not
-exist, the platform's own PAYMENT_MOCK_LATENCY_SECONDS applies and the bench
-says so. The checkouts are real orders on that platform's demo catalog (it
+--latency` (the provider's /_faults, over HTTP) and reset afterwards whatever
+happens; where that command does not exist, the bench says so and runs with
+the provider as it is. The checkouts are real orders on that platform's demo catalog (it
 tops up the stock of the products it uses through the manager API).
 """
 import argparse
@@ -136,15 +136,14 @@ def payment_faults(*arguments: str) -> subprocess.CompletedProcess | None:
 
 @contextmanager
 def provider_latency(seconds: float | None):
-    """Set the mock provider's latency for the bench and reset it afterwards; yield the latency in force (or None)."""
+    """Set the payment provider's latency for the bench and reset it afterwards; yield the latency in force (or None)."""
     if seconds is None:
         yield None
         return
     if payment_faults("--latency", str(seconds)) is None:
         print(
             f"NOTE: `manage.py payment_faults` does not exist in this checkout: --provider-latency {seconds} is skipped; "
-            f"the platform's PAYMENT_MOCK_LATENCY_SECONDS applies (start it with PAYMENT_MOCK_LATENCY_SECONDS={seconds} "
-            "to bench that latency)",
+            "the provider answers as it is configured",
             file=sys.stderr,
         )
         yield None

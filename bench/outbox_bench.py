@@ -31,20 +31,15 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.isolation import bench_url, ensure_database  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 
 BENCH_DB = "ecommerce_bench"
 BENCH_REDIS_DB = 9
-
-
-def bench_url(variable: str, default: str, path: str) -> str:
-    """The server of `variable`'s URL with the bench's own database: never the platform's, whatever is exported."""
-    return urlunsplit(urlsplit(os.environ.get(variable) or default)._replace(path=path))
 
 
 os.environ["DATABASE_URL"] = bench_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/", f"/{BENCH_DB}")
@@ -55,21 +50,6 @@ os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecommerce.settings.local")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("DJANGO_DEBUG", "false")  # DEBUG records every query: not what production runs
-
-
-def ensure_database() -> None:
-    import psycopg2
-    from django.conf import settings
-    from psycopg2 import sql
-
-    db = settings.DATABASES["default"]
-    admin = psycopg2.connect(dbname="postgres", user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
-        if not cursor.fetchone():
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
-    admin.close()
 
 
 def sample_payload(index: int) -> dict:

@@ -62,7 +62,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
     readonly_fields = [
         "original_topic", "original_partition", "original_offset", "original_timestamp", "consumer_group",
         "dead_letter_topic", "key_preview", "value_size", "value_preview_pretty", "headers_pretty", "exception_class",
-        "exception_message", "stack_trace_pretty", "attempts", "created_at", "replayed_at", "resolved_at",
+        "exception_message", "stack_trace_pretty", "attempts", "content_digest", "created_at", "replayed_at",
+        "resolved_at",
     ]  # fmt: skip
 
     @admin.display(description="key")

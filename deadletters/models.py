@@ -1,5 +1,33 @@
+import hashlib
+from collections.abc import Sequence
+
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+
+
+def content_digest(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str | bytes, bytes]]) -> str:
+    """SHA-256 (hex) of a message's key, value and headers, each part length-prefixed so none can pass for another.
+
+    What tells two messages read at the same topic, partition and offset
+    apart: a broker that came back empty hands out its offsets again. Stored
+    with each dead letter (and computed by migration 0004 for the older ones),
+    so its definition must never change.
+    """
+    digest = hashlib.sha256()
+
+    def part(data: bytes | None) -> None:
+        if data is None:
+            digest.update(b"\x00")
+        else:
+            digest.update(b"\x01" + len(data).to_bytes(8, "big") + bytes(data))
+
+    part(key)
+    part(value)
+    digest.update(len(headers).to_bytes(8, "big"))
+    for name, header_value in headers:
+        part(name.encode() if isinstance(name, str) else bytes(name))
+        part(header_value)
+    return digest.hexdigest()
 
 
 class DeadLetter(models.Model):
@@ -29,6 +57,8 @@ class DeadLetter(models.Model):
     exception_message = models.TextField()
     stack_trace = models.TextField()
     attempts = models.PositiveIntegerField()
+    # `content_digest` of key, value and headers: with the delivery's place, it names one message.
+    content_digest = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
@@ -37,10 +67,12 @@ class DeadLetter(models.Model):
         ordering = ["-id"]
         constraints = [
             # One row per dead-lettered delivery, even if the consumer crashed
-            # after publishing the dead letter and did it again.
+            # after publishing the dead letter and did it again. The content
+            # is part of it: a broker that came back empty reuses offsets, and
+            # another message at a stored offset is another dead letter.
             models.UniqueConstraint(
-                fields=["original_topic", "original_partition", "original_offset", "consumer_group"],
-                name="dead_letter_unique_delivery",
+                fields=["original_topic", "original_partition", "original_offset", "consumer_group", "content_digest"],
+                name="dead_letter_unique_message",
             )
         ]
 

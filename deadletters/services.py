@@ -16,6 +16,7 @@ table makes that harmless.
 """
 import logging
 import re
+import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from deadletters.metrics import REPLAYED, STORE_FAILURES
-from deadletters.models import DeadLetter
+from deadletters.models import DeadLetter, content_digest
 from messaging.contract.events import dead_letter_topic
 from messaging.kafka.consumer import IncomingMessage
 from messaging.kafka.producer import OutgoingMessage, SendStatus, event_producer_send
@@ -127,8 +128,10 @@ class PendingDeadLetter:
     published: bool = False
     publish_refused: str = ""
     retries: int = 0
+    digest: str = ""
 
     def __post_init__(self) -> None:
+        self.digest = message_digest(self.message)
         context = DeadLetterContext(
             topic=self.message.topic,
             partition=self.message.partition,
@@ -138,6 +141,62 @@ class PendingDeadLetter:
             attempts=self.attempts,
         )
         self.headers = dead_letter_headers(self.message.headers, context, self.error)
+
+
+def message_digest(message: IncomingMessage) -> str:
+    """The message's content digest (key, value, original headers), as its dead letter stores it."""
+    return content_digest(message.key, message.value, message.headers)
+
+
+class DeadLetterMemory:
+    """A consumer's messages on their way to the dead letters that could not be made safe yet.
+
+    When such a message runs again it goes straight back to the dead letters,
+    neither processed again nor (once on the `.dlq` topic) published twice.
+    An entry is found by where its message was read and by its content: a
+    broker that came back empty reuses offsets, and a new message at an old
+    one must be processed, never dead-lettered as the message once there.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, int, int], PendingDeadLetter] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def remember(self, pending: PendingDeadLetter) -> None:
+        message = pending.message
+        with self._lock:
+            self._pending[(message.topic, message.partition, message.offset)] = pending
+
+    def take(self, message: IncomingMessage) -> PendingDeadLetter | None:
+        """Return (and forget) the message's pending dead letter; None if there is none for this very message."""
+        with self._lock:
+            pending = self._pending.pop((message.topic, message.partition, message.offset), None)
+        if pending is not None and pending.digest != message_digest(message):
+            logger.warning(
+                "another message at the offset of a pending dead letter: processing it, forgetting the old one",
+                extra={
+                    "event": "resilience",
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
+            )
+            return None
+        return pending
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Forget a partition's entries: its offsets name other messages now."""
+        with self._lock:
+            for place in [place for place in self._pending if place[:2] == (topic, partition)]:
+                del self._pending[place]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending.clear()
 
 
 def dead_letter_deliver(*, pending: PendingDeadLetter) -> None:
@@ -196,7 +255,11 @@ def _publish(pending: PendingDeadLetter) -> None:
 
 
 def dead_letter_store(*, pending: PendingDeadLetter) -> DeadLetter | None:
-    """Store the dead letter; None if this delivery was stored before (a redelivery after a crash)."""
+    """Store the dead letter; None if this very message was stored before (a redelivery after a crash).
+
+    Another message at a stored offset (a broker that came back empty) is
+    another dead letter: it gets a row of its own, with its own bytes.
+    """
     message, error = pending.message, pending.error
     stack = dict(pending.headers)[EXCEPTION_STACKTRACE].decode(errors="replace")
     letter = DeadLetter(
@@ -216,6 +279,7 @@ def dead_letter_store(*, pending: PendingDeadLetter) -> DeadLetter | None:
         exception_message=_text(str(error))[:MAX_EXCEPTION_MESSAGE_BYTES],
         stack_trace=_text(stack),
         attempts=pending.attempts,
+        content_digest=pending.digest,
     )
     try:
         letter.save()
@@ -225,8 +289,9 @@ def dead_letter_store(*, pending: PendingDeadLetter) -> DeadLetter | None:
             original_partition=message.partition,
             original_offset=message.offset,
             consumer_group=pending.group,
+            content_digest=pending.digest,
         ).exists():
-            return None  # this delivery was dead-lettered before a crash; the row is there
+            return None  # this message was dead-lettered before a crash; the row is there
         raise
     return letter
 

@@ -14,7 +14,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from ecommerce.overview import Activity, ActivitySeries, Snapshot, Unavailable, overview_snapshot
+from ecommerce.overview import overview_snapshot
+from ecommerce.overview_figures import Activity, ActivitySeries, Snapshot, Unavailable
 
 admin.site.index_template = "ecommerce/admin/index.html"
 

@@ -1,4 +1,13 @@
-"""Liveness and readiness (docs/contract.md "Endpoints": ready checks PostgreSQL, Redis and Kafka)."""
+"""Liveness and readiness (docs/contract.md "Endpoints").
+
+Ready means "this web process can take a checkout", and a checkout needs
+PostgreSQL only: without Redis carts are read from PostgreSQL, without Kafka
+events wait in the outbox. So readiness answers 503 only when PostgreSQL is
+down; Redis or Kafka down answers 200 DEGRADED, naming them, with every
+dependency's state in the body. A load balancer or orchestrator reading it
+would otherwise take the whole web tier out of service during a broker outage,
+the one thing the outbox exists to ride out.
+"""
 import logging
 from collections.abc import Callable
 
@@ -34,6 +43,13 @@ CHECKS: dict[str, Callable[[], None]] = {
     "redis": _check_redis,
     "kafka": _check_kafka,
 }
+# Without these no checkout can be taken; without the others it is, degraded.
+REQUIRED = frozenset({"database"})
+# What a checkout does without each optional dependency, for the body's detail.
+WITHOUT = {
+    "redis": "carts are read from PostgreSQL",
+    "kafka": "events wait in the outbox",
+}
 
 
 def live(request: HttpRequest) -> JsonResponse:
@@ -42,18 +58,35 @@ def live(request: HttpRequest) -> JsonResponse:
 
 def ready(request: HttpRequest) -> JsonResponse:
     components: dict[str, dict[str, str]] = {}
-    down: list[str] = []
     for name, check in CHECKS.items():
         try:
             check()
             components[name] = {"status": "UP"}
-        except Exception as error:  # any failure means "not ready", never a 500
+        except Exception as error:  # any failure is that dependency's state, never a 500
             logger.warning("readiness check failed", extra={"component": name, "error": repr(error)})
             components[name] = {"status": "DOWN", "error": type(error).__name__}
-            down.append(name)
+    unavailable = [name for name, component in components.items() if component["status"] == "DOWN"]
+    down = [name for name in unavailable if name in REQUIRED]
+    degraded = [name for name in unavailable if name not in REQUIRED]
     if down:
         return JsonResponse(
-            {"status": "DOWN", "detail": "Not ready: " + ", ".join(down) + " down.", "down": down, "components": components},
+            {
+                "status": "DOWN",
+                "detail": "Not ready: " + ", ".join(down) + " down; no checkout can be taken.",
+                "down": down,
+                "degraded": degraded,
+                "components": components,
+            },
             status=503,
+        )
+    if degraded:
+        effects = "; ".join(f"{name} down: {WITHOUT[name]}" for name in degraded)
+        return JsonResponse(
+            {
+                "status": "DEGRADED",
+                "detail": f"Ready, degraded ({effects}).",
+                "degraded": degraded,
+                "components": components,
+            }
         )
     return JsonResponse({"status": "UP", "components": components})

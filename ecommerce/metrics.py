@@ -40,6 +40,7 @@ from ecommerce.platform_state import (
     dead_letters_unresolved_by_topic,
     job_last_successes,
     orders_flagged_count,
+    orders_payment_in_doubt_count,
     orders_stuck_counts,
     outbox_oldest_pending_at,
     outbox_status_counts,
@@ -127,7 +128,11 @@ def _orders() -> list[Metric]:
         stuck.add_metric([status], count)
     gauge = GaugeMetricFamily("orders_flagged", "Orders reconciliation flagged for a human (until unflagged).")
     gauge.add_metric([], orders_flagged_count())
-    return [stuck, gauge]
+    in_doubt = GaugeMetricFamily(
+        "orders_payment_in_doubt", "Orders whose payment outcome is unknown until the provider is asked again."
+    )
+    in_doubt.add_metric([], orders_payment_in_doubt_count())
+    return [stuck, gauge, in_doubt]
 
 
 def _redis_metrics() -> list[Metric]:

@@ -4,7 +4,7 @@ Each figure is read by one small function over the reads of
 `ecommerce/platform_state.py` (the same reads `/metrics` exports), each bounded to about
 a second, and a figure whose source is down (PostgreSQL, Redis, Kafka) comes back as
 `Unavailable` instead of failing the page: the page is most needed exactly
-when something is down. Each figure carries the admin changelist URL that
+when something is down. Each figure's shape is in `ecommerce/overview_figures.py`. Each figure carries the admin changelist URL that
 explains it, filtered to the rows it counts, where the admin's actions
 (outbox requeue, dead-letter replay and resolve) fix them. The admin page
 (`ecommerce/admin.py`) only renders the snapshot.
@@ -12,10 +12,9 @@ explains it, filtered to the rows it counts, where the admin's actions
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -27,12 +26,29 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from deadletters.models import DeadLetter
+from ecommerce.overview_figures import (
+    Activity,
+    ActivitySeries,
+    BreakerState,
+    ConsumerLag,
+    DeadLettersUnresolved,
+    DeadLetterTopic,
+    OutboxBacklog,
+    OutboxFailed,
+    PartitionLag,
+    PeriodicJob,
+    Snapshot,
+    StuckOrders,
+    StuckStatus,
+    Unavailable,
+)
 from ecommerce.platform_state import (
     beat_started_at,
     breaker_statuses,
     consumer_positions,
     dead_letters_unresolved_by_topic,
     job_last_successes,
+    orders_payment_in_doubt_count,
     orders_stuck_counts,
     outbox_oldest_pending_at,
     outbox_status_counts,
@@ -52,131 +68,6 @@ READ_TIMEOUT_SECONDS = 1.0
 # two runs in a row: one late run is jitter, two is a stopped beat or worker.
 STALE_AFTER_INTERVALS = 3
 ACTIVITY_MINUTES = 60
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """A figure whose source could not be read within its time bound."""
-
-    reason: str
-    unavailable: ClassVar[bool] = True
-
-
-@dataclass(frozen=True)
-class OutboxBacklog:
-    pending: int
-    oldest_pending_at: datetime | None
-    url: str
-
-
-@dataclass(frozen=True)
-class OutboxFailed:
-    failed: int
-    url: str
-
-
-@dataclass(frozen=True)
-class BreakerState:
-    name: str
-    state: str  # CLOSED, OPEN or HALF_OPEN
-    changed_at: datetime | None  # None: the state document does not say
-    url: str
-
-
-@dataclass(frozen=True)
-class DeadLetterTopic:
-    topic: str
-    unresolved: int
-    url: str
-
-
-@dataclass(frozen=True)
-class DeadLettersUnresolved:
-    topics: list[DeadLetterTopic]
-    url: str
-
-    @property
-    def total(self) -> int:
-        return sum(topic.unresolved for topic in self.topics)
-
-
-@dataclass(frozen=True)
-class PartitionLag:
-    partition: int
-    lag: int
-
-
-@dataclass(frozen=True)
-class ConsumerLag:
-    group: str
-    topic: str
-    partitions: list[PartitionLag]
-    url: str
-
-    @property
-    def total(self) -> int:
-        return sum(partition.lag for partition in self.partitions)
-
-
-@dataclass(frozen=True)
-class StuckStatus:
-    status: str
-    count: int
-    url: str
-
-
-@dataclass(frozen=True)
-class StuckOrders:
-    threshold_seconds: int
-    cutoff: datetime
-    statuses: list[StuckStatus]
-
-    @property
-    def total(self) -> int:
-        return sum(status.count for status in self.statuses)
-
-
-@dataclass(frozen=True)
-class PeriodicJob:
-    name: str
-    task: str  # the Celery task name, as the job metrics label it
-    enabled: bool
-    every_seconds: int | None  # None: a crontab or other non-interval schedule
-    last_success_at: datetime | None  # None: no success recorded
-    stale: bool
-    # No success since beat started, and its first interval since then has not passed yet.
-    not_yet_due: bool
-    url: str
-
-
-@dataclass(frozen=True)
-class ActivitySeries:
-    name: str
-    per_minute: list[int]
-    url: str
-
-    @property
-    def total(self) -> int:
-        return sum(self.per_minute)
-
-
-@dataclass(frozen=True)
-class Activity:
-    since: datetime
-    series: list[ActivitySeries]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    taken_at: datetime
-    outbox_backlog: OutboxBacklog | Unavailable
-    outbox_failed: OutboxFailed | Unavailable
-    breakers: list[BreakerState] | Unavailable
-    dead_letters: DeadLettersUnresolved | Unavailable
-    consumer_lag: ConsumerLag | Unavailable
-    stuck_orders: StuckOrders | Unavailable
-    periodic_jobs: list[PeriodicJob] | Unavailable
-    activity: Activity | Unavailable
 
 
 def _changelist(model: type[models.Model], **filters: Any) -> str:
@@ -208,10 +99,15 @@ def outbox_backlog() -> OutboxBacklog:
 
 
 def outbox_failed() -> OutboxFailed:
-    """Count FAILED outbox rows: given up on, waiting for a requeue."""
+    """Count the outbox rows given up on: FAILED (waiting for the requeue job) and REFUSED (for an operator)."""
     with _bounded_queries():
-        count = outbox_status_counts()[OutboxStatus.FAILED]
-    return OutboxFailed(failed=count, url=_changelist(OutboxEvent, status__exact="FAILED"))
+        counts = outbox_status_counts()
+    return OutboxFailed(
+        failed=counts[OutboxStatus.FAILED],
+        url=_changelist(OutboxEvent, status__exact="FAILED"),
+        refused=counts[OutboxStatus.REFUSED],
+        refused_url=_changelist(OutboxEvent, status__exact="REFUSED"),
+    )
 
 
 def _breaker_explained_by(name: str) -> str:
@@ -268,11 +164,12 @@ def consumer_lag() -> ConsumerLag:
 
 
 def orders_stuck(*, now: datetime) -> StuckOrders:
-    """Count orders left PENDING or PROCESSING for longer than the reconciliation threshold."""
+    """Count orders left PENDING or PROCESSING for longer than the reconciliation threshold, and payments in doubt."""
     threshold = settings.ORDER_RECONCILE_AFTER_SECONDS
     cutoff = (now - timedelta(seconds=threshold)).replace(microsecond=0)
     with _bounded_queries():
         counts = orders_stuck_counts(cutoff=cutoff)
+        in_doubt = orders_payment_in_doubt_count()
     return StuckOrders(
         threshold_seconds=threshold,
         cutoff=cutoff,
@@ -284,6 +181,8 @@ def orders_stuck(*, now: datetime) -> StuckOrders:
             )
             for status, count in counts.items()
         ],
+        in_doubt=in_doubt,
+        in_doubt_url=_changelist(Order, payment_in_doubt="yes"),
     )
 
 

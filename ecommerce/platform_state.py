@@ -95,6 +95,11 @@ def orders_stuck_counts(*, cutoff: datetime) -> dict[str, int]:
     return counts
 
 
+def orders_payment_in_doubt_count() -> int:
+    """Count orders whose payment outcome is unknown until reconciliation has the provider's word."""
+    return Order.objects.filter(payment_unknown_since__isnull=False).count()
+
+
 def orders_flagged_count() -> int:
     """Count orders reconciliation flagged for a human (until unflagged)."""
     return Order.objects.filter(flagged_at__isnull=False).count()

@@ -15,8 +15,9 @@ decides what happens around it:
 
 Retry levels, one per kind of failure:
 
-* a transient payment error: retried inside `orders.payments` (the
-  `paymentService` policy) and nowhere else; when it gives up the order fails;
+* an unknown payment answer: retried inside `payments.gateway` (the
+  `paymentService` policy, same key) and nowhere else; when it gives up the
+  order stays in doubt for reconciliation, and the message is done;
 * a processing error (an order not there yet): the executor runs the message
   again (RETRY) after the one backoff, up to `CONSUMER_MAX_ATTEMPTS` tries in
   all, then it is dead-lettered;
@@ -50,11 +51,10 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from core.db import ThreadConnections
-from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
+from deadletters.services import DeadLetterMemory, DeadLetterUnavailable, PendingDeadLetter, dead_letter_deliver
 from messaging.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, BrokerUnavailable, EventConsumer, IncomingMessage
 from messaging.kafka.ordered import Disposition, OrderedExecutor
 from orders.metrics import BROKER_ERRORS, CONSUMED, DEAD_LETTERED, HEARTBEAT, IN_FLIGHT, TRANSIENT_RETRIES
-from orders.payments import mock_gateway_connections_close
 from orders.processing import PoisonMessage, process_order_created_message
 from resilience.backoff import backoff_seconds
 
@@ -161,20 +161,16 @@ class OrderCreatedConsumer:
         )
         # Revocations reach the executor from kafka-python's IO thread.
         consumer.on_revoked = self.partitions_revoked
-        # Messages on their way to the dead letters that could not be made
-        # safe yet: when they run again they go straight back there, neither
-        # processed again nor (once on the .dlq topic) published twice.
-        self.dead_letters: dict[MessageId, PendingDeadLetter] = {}
+        self.dead_letters = DeadLetterMemory()  # messages whose dead letter is not safe yet
         # Tries of each message's processing so far, while it is in the pool.
         self._tries: dict[MessageId, int] = {}
         self._memory_lock = threading.Lock()
         self._connections = ThreadConnections()
         self._idle_since: float | None = None
         self._committed_at = 0.0
-        self._paused_logged = False
+        self._paused_logged, self._paused_logged_at = False, 0.0
         # Set after a broker failure: the client must fetch again from the committed offsets.
         self._rewind_needed = False
-        self._paused_logged_at = 0.0
         self.broker_failures = 0
         # False after a shutdown that left messages running on the pool.
         self.drained = True
@@ -232,6 +228,7 @@ class OrderCreatedConsumer:
                     extra={"event": "resilience", "partition": message.partition, "offset": message.offset},
                 )
                 self.executor.revoke([(message.topic, message.partition)], timeout_seconds=0)
+                self._forget_partition(message.topic, message.partition)
                 self.executor.submit(message)
         in_flight = self.executor.in_flight()
         IN_FLIGHT.set(in_flight)
@@ -279,8 +276,8 @@ class OrderCreatedConsumer:
         # dead-letter memory afresh.
         self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
         self._rewind_needed = True
+        self.dead_letters.clear()
         with self._memory_lock:
-            self.dead_letters.clear()
             self._tries.clear()
         delay = backoff_seconds(
             self.broker_failures, initial_seconds=settings.CONSUMER_RETRY_BACKOFF_SECONDS, max_seconds=MAX_BROKER_BACKOFF_SECONDS
@@ -323,14 +320,14 @@ class OrderCreatedConsumer:
             self._connections.close_all()
 
     def _close_idle_connections(self, in_flight: int) -> None:
-        """Close the pool threads' (and the mock provider's) connections once no work ran for a while."""
+        """Close the pool threads' database connections once no work ran for a while."""
         if in_flight:
             self._idle_since = None
             return
         idle_since = self._idle_since = self._idle_since or time.monotonic()
         # Nothing runs on the pool now, and nothing starts before this loop submits again.
-        if time.monotonic() - idle_since >= IDLE_CONNECTIONS_CLOSE_SECONDS and self._connections.close_all():
-            mock_gateway_connections_close()
+        if time.monotonic() - idle_since >= IDLE_CONNECTIONS_CLOSE_SECONDS:
+            self._connections.close_all()
 
     # --- One message, on a pool thread ---------------------------------------
 
@@ -340,8 +337,8 @@ class OrderCreatedConsumer:
         self._connections.hold()
         try:
             key = message_id(message)
+            pending = self.dead_letters.take(message)
             with self._memory_lock:
-                pending = self.dead_letters.pop(key, None)
                 attempt = self._tries.get(key, 0) + 1
             if pending is None:
                 disposition, error = message_process(message, process=self.process, attempt=attempt)
@@ -364,6 +361,12 @@ class OrderCreatedConsumer:
         with self._memory_lock:
             self._tries.pop(message_id(message), None)
 
+    def _forget_partition(self, topic: str, partition: int) -> None:
+        """Forget the dead letters and tries kept for a partition whose offsets name other messages now."""
+        self.dead_letters.forget_partition(topic, partition)
+        with self._memory_lock:
+            self._tries = {key: tries for key, tries in self._tries.items() if key[:2] != (topic, partition)}
+
     def dead_letter(self, pending: PendingDeadLetter) -> Disposition:
         """Make the message safe among the dead letters; RETRY if that must wait."""
         message = pending.message
@@ -376,8 +379,7 @@ class OrderCreatedConsumer:
                 "dead letter not stored, will retry",
                 extra={"event": "resilience", "offset": message.offset, "error": repr(failure), "retries": pending.retries},
             )
-            with self._memory_lock:
-                self.dead_letters[message_id(message)] = pending
+            self.dead_letters.remember(pending)
             close_old_connections()
             return Disposition.RETRY
         reason = "poison" if isinstance(pending.error, PoisonMessage) else "processing-error"

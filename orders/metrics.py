@@ -38,7 +38,6 @@ PROCESSING_SECONDS = Histogram(
     "Time to apply one OrderCreated, payment included.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
 )
-PAYMENT_ATTEMPTS = Counter("payment_attempts", "Calls to the payment gateway by outcome.", ["outcome"])
 PAYMENT_REFUNDS = Counter("payment_refunds", "Refunds asked of the payment gateway, by outcome.", ["outcome"])
 UNMATCHED_CHARGES = Counter(
     "payment_unmatched_charges",
@@ -49,15 +48,13 @@ RECONCILED = Counter(
     "orders_reconciled", "Stuck orders re-driven by reconciliation, by what was done.", ["action"]
 )
 
-for _outcome in ("paid", "payment_failed", "skipped"):
+for _outcome in ("paid", "payment_failed", "payment_unknown", "skipped"):
     PROCESSED.labels(_outcome)
-for _outcome in ("approved", "declined", "transient_error", "circuit_open"):
-    PAYMENT_ATTEMPTS.labels(_outcome)
 for _outcome in ("refunded", "failed"):
     PAYMENT_REFUNDS.labels(_outcome)
 for _action in ("refunded", "flagged"):
     UNMATCHED_CHARGES.labels(_action)
-for _action in ("republished", "payment_resumed", "flagged"):
+for _action in ("republished", "payment_resumed", "payment_charged_again", "flagged"):
     RECONCILED.labels(_action)
 for _kind in BROKER_ERROR_KINDS:
     BROKER_ERRORS.labels(_kind)

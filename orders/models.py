@@ -70,6 +70,11 @@ class Order(models.Model):
     reconcile_next_at = models.DateTimeField(null=True, blank=True)
     flagged_at = models.DateTimeField(null=True, blank=True)
     flag_reason = models.TextField(blank=True, default="")
+    # Payment in doubt: since when nobody knows whether the provider charged (an unknown answer), until
+    # reconciliation has the provider's word (orders/payment_resolution.py). Never a decline.
+    payment_unknown_since = models.DateTimeField(null=True, blank=True)
+    # How many times the provider was asked to charge (the same key each time): bounded by PAYMENT_UNKNOWN_MAX_CHARGES.
+    payment_charge_requests = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-order_number"]
@@ -82,6 +87,11 @@ class Order(models.Model):
                 condition=Q(status__in=["PENDING", "PROCESSING"]),
             ),
             models.Index(fields=["flagged_at"], name="orders_flagged_idx", condition=Q(flagged_at__isnull=False)),
+            models.Index(
+                fields=["payment_unknown_since"],
+                name="orders_payment_unknown_idx",
+                condition=Q(payment_unknown_since__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -133,6 +143,9 @@ class PaymentTransaction(models.Model):
 class ProcessedEventOutcome(models.TextChoices):
     PROCESSED = "PROCESSED"
     SKIPPED = "SKIPPED"  # an illegal transition (the order was cancelled meanwhile), recorded, not applied
+    # The provider's answer was unknown (time-out, reset, 5xx, breaker open): the order stays PROCESSING,
+    # in doubt, and reconciliation asks the provider for the charge under the same key.
+    PAYMENT_UNKNOWN = "PAYMENT_UNKNOWN"
 
 
 class ProcessedEvent(models.Model):
@@ -149,21 +162,20 @@ class ProcessedEvent(models.Model):
         return f"{self.event_type} {self.event_id} ({self.outcome})"
 
 
-class MockGatewayCharge(models.Model):
-    """The mock payment provider's own ledger (it stands for the provider's side).
+class PaymentAuditWatermark(models.Model):
+    """How far the payment audit (orders/audit.py) has read the provider's charges, which it lists oldest first.
 
-    Keyed by the idempotency key the caller sends, as a real provider's is:
-    a retried charge returns the first answer instead of charging again.
+    One row per audit. Nothing more is owed for any charge up to and
+    including `charge_id`: a run resumes after it, so it reads only what was
+    charged since. Moved by compare-and-set on `charge_id`, so of two runs at
+    once only one moves it.
     """
 
-    idempotency_key = models.CharField(max_length=100, unique=True)
-    amount = models.DecimalField(max_digits=14, decimal_places=2)
-    approved = models.BooleanField()
-    external_transaction_id = models.CharField(max_length=100, null=True, blank=True)
-    decline_reason = models.TextField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    # A refund is keyed by the same idempotency key: at most one per charge.
-    refunded_at = models.DateTimeField(null=True, blank=True)
-    refund_id = models.CharField(max_length=100, null=True, blank=True)
-    # Every refund request for the key, repeated ones included (a retry, a second job run).
-    refund_requests = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=50, primary_key=True)
+    # The provider's id of the last charge settled; empty: from the provider's first charge.
+    charge_id = models.CharField(max_length=100, blank=True, default="")
+    charge_created_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} after {self.charge_id or 'nothing'}"

@@ -12,9 +12,15 @@ raises an error whose class tells the consumer loop what to do:
 * anything else: a processing error, retried a bounded number of times and
   then dead-lettered.
 
-An order cancelled while its payment was in flight is not paid: its charge is
-recorded and refunded. `order_created_apply` is the same work for an event
-already decoded, which is how reconciliation resumes a stuck payment.
+Paying asks the provider once per key (`payments.gateway`). Only its word
+settles the order: approved makes it PAID, declined FAILED (its stock given
+back). An unknown answer (time-out, reset, 5xx, breaker open) is never a
+decline: the order stays PROCESSING, in doubt (`payment_unknown_since`), the
+event is recorded as processed, and reconciliation asks the provider for the
+charge under the same key (orders/payment_resolution.py). An order cancelled
+while its payment was in flight is not paid: its charge is recorded and
+refunded. `order_payment_settle` is the one place that records what the
+provider said, for the consumer and for reconciliation alike.
 """
 import logging
 import uuid
@@ -43,14 +49,20 @@ from orders.models import (
     ProcessedEvent,
     ProcessedEventOutcome,
 )
-from orders.payments import PaymentOutcome, payment_charge
-from orders.services import order_payment_refund, order_transition_allowed, payment_event_create
+from orders.services import (
+    REFUNDABLE_STATUSES,
+    order_fail,
+    order_payment_refund,
+    order_transition_allowed,
+    payment_event_create,
+)
+from payments.gateway import ChargeOutcome, PaymentResult, payment_charge
 
 logger = logging.getLogger(__name__)
 
 # The event types this consumer applies; the contract knows their versions and schemas.
 ACCEPTED_EVENT_TYPES = frozenset({ORDER_CREATED})
-REFUND_REASON_CANCELLED = "order cancelled while its payment was in flight"
+REFUND_REASON_IN_FLIGHT = "order {status} while its payment was in flight"
 
 
 class PoisonMessage(Exception):
@@ -65,6 +77,7 @@ class Outcome(str, Enum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
     SKIPPED = "skipped"
+    PAYMENT_UNKNOWN = "payment_unknown"  # in doubt: reconciliation asks the provider
 
 
 @dataclass(frozen=True)
@@ -146,11 +159,7 @@ def process_order_created_message(message: IncomingMessage) -> Outcome:
 
 
 def order_created_apply(*, event: OrderCreatedEvent, topic: str) -> Outcome:
-    """Apply an OrderCreated once: PROCESSING, pay, then PAID or FAILED with its PaymentCompleted.
-
-    Also how reconciliation resumes a payment left in PROCESSING: the same
-    steps, the same event id, the same idempotency key at the gateway.
-    """
+    """Apply an OrderCreated once: PROCESSING, pay, then PAID, FAILED or in doubt (see order_payment_settle)."""
     set_correlation_id(event.correlation_id)
     with PROCESSING_SECONDS.time():
         # 1. Claim the order for payment (short transaction: the payment call
@@ -161,59 +170,110 @@ def order_created_apply(*, event: OrderCreatedEvent, topic: str) -> Outcome:
                 return _duplicate(event)
             if order.status == OrderStatus.PENDING:
                 order.status = OrderStatus.PROCESSING
-                order.save(update_fields=["status", "updated_at"])
             elif order.status != OrderStatus.PROCESSING:  # PROCESSING: a redelivery after a crash resumes
                 return _skip(order, event, topic, OrderStatus.PROCESSING)
+            order.payment_charge_requests += 1
+            order.save(update_fields=["status", "payment_charge_requests", "updated_at"])
 
         # 2. Pay. The order id is the provider's idempotency key, so a resumed
         #    delivery gets the first answer back instead of a second charge.
         payment = payment_charge(idempotency_key=str(order.id), amount=order.subtotal)
 
-        # 3. Record the outcome, the event as processed and PaymentCompleted, together.
-        with transaction.atomic():
+        # 3. Record what the provider said, the event as processed and PaymentCompleted, together.
+        return order_payment_settle(order_id=order.id, payment=payment, event=event, topic=topic)
+
+
+def order_payment_settle(
+    *, order_id: uuid.UUID, payment: PaymentResult, event: OrderCreatedEvent | None, topic: str
+) -> Outcome:
+    """Record the provider's answer about the order's charge, under the order's lock.
+
+    APPROVED: PAID, or, for an order CANCELLED or FAILED meanwhile, the charge
+    recorded and refunded once. DECLINED (or the provider's word that there is
+    no charge): FAILED with its stock back. UNKNOWN: the order stays as it is,
+    in doubt. `event` (the OrderCreated being applied) is recorded as
+    processed with the outcome; if it was recorded already, nothing is done.
+    """
+    with transaction.atomic():
+        if event is not None:
             order = _lock_unprocessed(event)
             if order is None:
-                return _duplicate(event)  # another consumer finished it meanwhile
-            target = OrderStatus.PAID if payment.approved else OrderStatus.FAILED
-            if not order_transition_allowed(current=order.status, target=target):
-                if not payment.approved:
-                    return _skip(order, event, topic, target)
-                # Cancelled while the payment was in flight: the money is taken
-                # and must go back. Recorded now, refunded after the commit.
-                _record_payment(order, payment)
-                order.payment_status = PaymentStatus.SUCCESS
-                order.save(update_fields=["payment_status", "updated_at"])
-                outcome = _skip(order, event, topic, target, "; the charge is refunded")
-                refund_due = True
-            else:
-                transaction_record = _record_payment(order, payment)
-                order.status = target
-                order.payment_status = transaction_record.status
-                order.save(update_fields=["status", "payment_status", "updated_at"])
-                _record(event, topic, ProcessedEventOutcome.PROCESSED)
-                payment_event_create(order=order, payment=transaction_record, correlation_id=event.correlation_id)
-                outcome = Outcome.PROCESSED
-                refund_due = False
+                return _duplicate(event)  # another consumer (or reconciliation) finished it meanwhile
+        else:
+            order = Order.objects.select_for_update(of=("self",)).get(id=order_id)
+        if payment.outcome is ChargeOutcome.UNKNOWN:
+            return _in_doubt(order, payment, event, topic)
+        outcome, refund_due = _settle(order, payment, event, topic)
     if refund_due:
         # A failure here leaves a charge without a PAID order: the payment audit refunds it.
-        order_payment_refund(order_id=order.id, reason=REFUND_REASON_CANCELLED)
-        return outcome
-    PROCESSED.labels("paid" if payment.approved else "payment_failed").inc()
-    logger.info(
-        "order payment recorded",
-        extra={"order_number": order.order_number, "status": target, "attempts": payment.attempts},
-    )
+        order_payment_refund(order_id=order.id, reason=REFUND_REASON_IN_FLIGHT.format(status=order.status.lower()))
     return outcome
 
 
-def _record_payment(order: Order, payment: PaymentOutcome) -> PaymentTransaction:
+def _in_doubt(order: Order, payment: PaymentResult, event: OrderCreatedEvent | None, topic: str) -> Outcome:
+    if order.status in (OrderStatus.PROCESSING, OrderStatus.CANCELLED) and order.payment_unknown_since is None:
+        # A cancelled order in doubt too: a charge may exist, which reconciliation then refunds.
+        order.payment_unknown_since = timezone.now()
+        order.save(update_fields=["payment_unknown_since", "updated_at"])
+    if order.status != OrderStatus.PROCESSING:
+        if event is None:
+            return Outcome.SKIPPED
+        return _skip(order, event, topic, OrderStatus.PAID, "; the payment's outcome is unknown")
+    if event is not None:
+        _record(event, topic, ProcessedEventOutcome.PAYMENT_UNKNOWN, payment.reason or "")
+    PROCESSED.labels("payment_unknown").inc()
+    logger.warning(
+        "payment outcome unknown: order left in doubt",
+        extra={"event": "resilience", "order_number": order.order_number, "reason": payment.reason},
+    )
+    return Outcome.PAYMENT_UNKNOWN
+
+
+def _settle(order: Order, payment: PaymentResult, event: OrderCreatedEvent | None, topic: str) -> tuple[Outcome, bool]:
+    """Apply the provider's word (approved or not) to the locked order; return the outcome and whether to refund."""
+    approved = payment.outcome is ChargeOutcome.APPROVED
+    target = OrderStatus.PAID if approved else OrderStatus.FAILED
+    was_in_doubt, order.payment_unknown_since = order.payment_unknown_since is not None, None
+    if order_transition_allowed(current=order.status, target=target):
+        transaction_record = _record_payment(order, payment)
+        if approved:
+            order.status = OrderStatus.PAID
+        else:
+            order_fail(order=order)
+        order.payment_status = transaction_record.status
+        order.save(update_fields=["status", "payment_status", "payment_unknown_since", "updated_at"])
+        if event is not None:
+            _record(event, topic, ProcessedEventOutcome.PROCESSED)
+        payment_event_create(order=order, payment=transaction_record, correlation_id=order.correlation_id or None)
+        PROCESSED.labels("paid" if approved else "payment_failed").inc()
+        logger.info(
+            "order payment recorded",
+            extra={"order_number": order.order_number, "status": target, "attempts": payment.attempts},
+        )
+        return Outcome.PROCESSED, False
+    refund_due = approved and order.status in REFUNDABLE_STATUSES
+    recorded = refund_due and not PaymentTransaction.objects.filter(order=order).exists()
+    if recorded:
+        # Settled without this charge meanwhile: the money is taken and must go back.
+        # Recorded now, refunded after the commit.
+        _record_payment(order, payment)
+        order.payment_status = PaymentStatus.SUCCESS
+    if recorded or was_in_doubt:
+        order.save(update_fields=["payment_status", "payment_unknown_since", "updated_at"])
+    if event is None:
+        return Outcome.SKIPPED, refund_due
+    return _skip(order, event, topic, target, "; the charge is refunded" if refund_due else ""), refund_due
+
+
+def _record_payment(order: Order, payment: PaymentResult) -> PaymentTransaction:
+    approved = payment.outcome is ChargeOutcome.APPROVED
     return PaymentTransaction.objects.create(
         order=order,
         amount=order.subtotal,
         payment_method=PaymentMethod.CARD,
-        status=PaymentStatus.SUCCESS if payment.approved else PaymentStatus.FAILED,
-        external_transaction_id=payment.external_transaction_id,
-        failure_reason=payment.failure_reason,
+        status=PaymentStatus.SUCCESS if approved else PaymentStatus.FAILED,
+        external_transaction_id=payment.charge_id,
+        failure_reason=None if approved else (payment.reason or "declined"),
         attempt_count=payment.attempts,
     )
 

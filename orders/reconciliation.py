@@ -8,13 +8,13 @@ their `OrderCreated` or the consumer stopped mid-payment, and re-drives each:
   same `eventId`), and the relay publishes it again; the consumer's
   processed-events table makes a second delivery harmless. A row the relay
   still holds is left to it.
-* PROCESSING: the payment is resumed here, through the same steps as the
-  consumer and the gateway's idempotency key (the order id): a charge that
-  was taken is returned, not taken again.
+* PROCESSING (stopped mid-payment, or in doubt after an unknown answer), and
+  CANCELLED while in doubt: the provider is asked for the charge under the
+  order's key and the order settled by its word (orders/payment_resolution.py);
+  a charge that was taken is found, not taken again.
 
-`payment_charges_audit` (beat job `orders.payment_audit`) lists the gateway's
-recent successful charges and refunds any whose order ended CANCELLED or
-FAILED (or does not exist), once it is older than a grace period.
+The payment audit (orders/audit.py) gives back charges whose order ended
+unpaid; it spends the same per-order budget of attempts (`redrives_claim`).
 
 Each order has one budget of re-drives (`reconcile_attempts`), each claimed
 under the order's row lock with SKIP LOCKED and spaced by a doubling backoff,
@@ -33,15 +33,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from messaging.contract.events import ORDER_CREATED
-from orders.metrics import PAYMENT_REFUNDS, RECONCILED, UNMATCHED_CHARGES
-from orders.models import UNSETTLED_STATUSES, Order, OrderStatus
-from orders.payments import GatewayCharge, payment_gateway, payment_refund
-from orders.processing import OrderCreatedEvent, order_created_apply, order_created_from_payload
-from orders.services import REFUNDABLE_STATUSES, order_created_event_create, order_payment_refund
+from orders.metrics import RECONCILED
+from orders.models import UNSETTLED_STATUSES, Order, OrderStatus, ProcessedEvent
+from orders.payment_resolution import order_payment_resolve
+from orders.processing import order_created_from_payload
+from orders.services import order_created_event_create
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.services import outbox_events_republish
 from resilience.backoff import Jitter, backoff_seconds
-from resilience.timeout import call_with_time_limit
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +50,6 @@ BATCH_SIZE = 10
 # The shortest and longest waits between two re-drives of one order.
 MIN_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
-# Recorded as the processed event's topic when reconciliation, not Kafka, delivered it.
-RECONCILIATION_SOURCE = "reconciliation"
-SETTLED_PAID = (OrderStatus.PAID, OrderStatus.FULFILLED)
-# Listing the provider's charges is one outbound call: bounded like any other.
-CHARGES_LIST_TIMEOUT_SECONDS = 30.0
-REFUND_REASON_AUDIT = "payment audit: charge without a PAID order"
 
 
 @dataclass
@@ -67,15 +60,6 @@ class ReconcileReport:
     # PENDING orders whose OrderCreated the outbox still holds (it publishes them itself).
     left_to_outbox: int = 0
     errors: int = 0
-
-
-@dataclass
-class AuditReport:
-    refunded: int = 0
-    flagged: int = 0
-    failed: int = 0
-    # Charges of orders not yet settled: reconciliation drives those first.
-    deferred: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,7 +77,7 @@ def _backoff(attempt: int, base_seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _claim(
+def redrives_claim(
     orders: QuerySet,
     *,
     due_at: datetime,
@@ -163,22 +147,15 @@ def _republish(order_id: uuid.UUID, report: ReconcileReport) -> None:
 
 
 def _resume_payment(order_id: uuid.UUID, report: ReconcileReport) -> None:
+    """Settle a PROCESSING order (or a CANCELLED one in doubt) by what the provider holds under its key."""
     row = _order_created_row(order_id)
-    if row is not None:
-        event = order_created_from_payload(row.payload)
-    else:
-        order = Order.objects.get(id=order_id)
-        event = OrderCreatedEvent(
-            event_id=uuid.uuid4(),
-            correlation_id=order.correlation_id or None,
-            order_id=order.id,
-            order_number=order.order_number,
-            subtotal=order.subtotal,
-        )
-    order_created_apply(event=event, topic=RECONCILIATION_SOURCE)
+    event = None
+    if row is not None and not ProcessedEvent.objects.filter(event_id=row.payload["eventId"]).exists():
+        event = order_created_from_payload(row.payload)  # the consumer stopped mid-payment: recorded with the outcome
+    order_payment_resolve(order_id=order_id, event=event)
     RECONCILED.labels("payment_resumed").inc()
     report.payment_resumed += 1
-    logger.warning("payment resumed", extra={"event": "resilience", "order_id": str(order_id)})
+    logger.warning("payment resolved by lookup", extra={"event": "resilience", "order_id": str(order_id)})
 
 
 def _stuck_reason(order: Order) -> str:
@@ -192,9 +169,12 @@ def orders_reconcile(
     report = ReconcileReport()
     deadline = time.monotonic() + time_budget_seconds
     started = timezone.now()
-    stuck = Order.objects.filter(status__in=UNSETTLED_STATUSES, updated_at__lt=started - timedelta(seconds=older_than_seconds))
+    stuck = Order.objects.filter(
+        Q(status__in=UNSETTLED_STATUSES) | Q(status=OrderStatus.CANCELLED, payment_unknown_since__isnull=False),
+        updated_at__lt=started - timedelta(seconds=older_than_seconds),
+    )
     while time.monotonic() < deadline:
-        claimed, flagged = _claim(
+        claimed, flagged = redrives_claim(
             stuck,
             due_at=started,
             max_attempts=max_attempts,
@@ -218,83 +198,3 @@ def orders_reconcile(
     if report.republished or report.payment_resumed or report.flagged:
         logger.warning("orders reconciled", extra={"event": "resilience", **report.__dict__})
     return report
-
-
-def _refund_unmatched(charge: GatewayCharge, report: AuditReport) -> None:
-    """A charge whose key names no order of ours: give it back."""
-    outcome = payment_refund(idempotency_key=charge.idempotency_key)
-    if outcome.refunded:
-        PAYMENT_REFUNDS.labels("refunded").inc()
-        UNMATCHED_CHARGES.labels("refunded").inc()
-        report.refunded += 1
-        logger.warning("charge without an order refunded", extra={"event": "resilience", "idempotency_key": charge.idempotency_key})
-    elif outcome.failure_reason:
-        PAYMENT_REFUNDS.labels("failed").inc()
-        report.failed += 1
-
-
-def _refund_order(order_id: uuid.UUID, *, max_attempts: int, backoff_base_seconds: float, report: AuditReport) -> None:
-    claimed, flagged = _claim(
-        Order.objects.filter(id=order_id, status__in=REFUNDABLE_STATUSES),
-        due_at=timezone.now(),
-        max_attempts=max_attempts,
-        backoff_base_seconds=backoff_base_seconds,
-        flag_reason=lambda order: f"{order.status} with a charge the gateway did not refund after {order.reconcile_attempts} attempt(s)",
-        limit=1,
-    )
-    if flagged:
-        UNMATCHED_CHARGES.labels("flagged").inc()
-        report.flagged += 1
-    if not claimed:
-        return  # flagged, in its backoff, or being handled by a concurrent run
-    outcome = order_payment_refund(order_id=order_id, reason=REFUND_REASON_AUDIT)
-    if outcome.refunded:
-        UNMATCHED_CHARGES.labels("refunded").inc()
-        report.refunded += 1
-    elif outcome.failure_reason:
-        report.failed += 1
-
-
-def payment_charges_audit(
-    *, grace_seconds: int, lookback_hours: int, max_attempts: int, backoff_base_seconds: float
-) -> AuditReport:
-    """Refund every successful, unrefunded charge (older than the grace period) whose order is not PAID."""
-    report = AuditReport()
-    now = timezone.now()
-    gateway = payment_gateway()
-    charges = call_with_time_limit(
-        lambda: gateway.charges(
-            created_after=now - timedelta(hours=lookback_hours), created_before=now - timedelta(seconds=grace_seconds)
-        ),
-        seconds=CHARGES_LIST_TIMEOUT_SECONDS,
-    )
-    open_charges = [charge for charge in charges if not charge.refunded]
-    orders = dict(
-        Order.objects.filter(id__in=[key for key in (_order_id(c.idempotency_key) for c in open_charges) if key])
-        .values_list("id", "status")
-    )
-    for charge in open_charges:
-        order_id = _order_id(charge.idempotency_key)
-        status = orders.get(order_id) if order_id else None
-        if status in SETTLED_PAID:
-            continue
-        try:
-            if status is None:
-                _refund_unmatched(charge, report)
-            elif status in UNSETTLED_STATUSES:
-                report.deferred += 1
-            else:
-                _refund_order(order_id, max_attempts=max_attempts, backoff_base_seconds=backoff_base_seconds, report=report)
-        except Exception:  # one charge must not stop the audit; the next run sees it again
-            report.failed += 1
-            logger.exception("payment audit failed for a charge", extra={"event": "resilience", "idempotency_key": charge.idempotency_key})
-    if report.refunded or report.flagged or report.failed:
-        logger.warning("payment audit", extra={"event": "resilience", **report.__dict__})
-    return report
-
-
-def _order_id(key: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(key)
-    except ValueError:
-        return None

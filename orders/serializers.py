@@ -51,6 +51,8 @@ class OrderOutput(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
     completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
+    # Set while the payment's outcome is unknown (the order stays PROCESSING until the provider is asked again).
+    paymentUnknownSince = serializers.DateTimeField(source="payment_unknown_since", allow_null=True)
 
 
 class DateBoundField(serializers.CharField):

@@ -32,9 +32,9 @@ from orders.models import (
     PaymentStatus,
     PaymentTransaction,
 )
-from orders.payments import RefundOutcome, payment_refund
 from outbox.models import OutboxEvent
 from outbox.services import outbox_event_create
+from payments.gateway import RefundResult, payment_refund
 
 logger = logging.getLogger(__name__)
 
@@ -197,15 +197,34 @@ def _refuse_transition(order: Order, target: str) -> None:
         )
 
 
+def _stock_give_back(order: Order) -> None:
+    """Give back the stock the order's items hold (in the caller's transaction, the order locked)."""
+    returned: dict[uuid.UUID, int] = {}
+    for item in order.items.all():
+        returned[item.product_id] = returned.get(item.product_id, 0) + item.quantity
+    stock_release(returned=returned)
+
+
+def order_fail(*, order: Order) -> None:
+    """Move a locked PROCESSING order to FAILED and give its stock back, in the caller's transaction.
+
+    Every move to FAILED goes through here. Exactly once: FAILED is terminal,
+    and the transition is checked under the order's row lock, so a second
+    caller is refused before any stock moves.
+    """
+    if not order_transition_allowed(current=order.status, target=OrderStatus.FAILED):
+        raise Conflict(f"Order {order.order_number} is {order.status} and cannot become FAILED.")
+    _stock_give_back(order)
+    order.status = OrderStatus.FAILED
+    order.save(update_fields=["status", "updated_at"])
+
+
 @transaction.atomic
 def order_cancel(*, order_number: str, reason: str) -> Order:
     """Cancel a PENDING or PROCESSING order and give its stock back."""
     order = _order_lock(order_number)
     _refuse_transition(order, OrderStatus.CANCELLED)
-    returned: dict[uuid.UUID, int] = {}
-    for item in order.items.all():
-        returned[item.product_id] = returned.get(item.product_id, 0) + item.quantity
-    stock_release(returned=returned)
+    _stock_give_back(order)
     order.status = OrderStatus.CANCELLED
     order.cancellation_reason = reason
     order.completed_at = timezone.now()
@@ -263,7 +282,7 @@ def payment_event_create(*, order: Order, payment: PaymentTransaction, correlati
 REFUNDABLE_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.FAILED})
 
 
-def order_payment_refund(*, order_id: uuid.UUID, reason: str) -> RefundOutcome:
+def order_payment_refund(*, order_id: uuid.UUID, reason: str) -> RefundResult:
     """Give back the charge taken for a CANCELLED or FAILED order, and record it; safe to repeat.
 
     The gateway refunds the order id's charge at most once, so a retry or a

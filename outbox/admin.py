@@ -32,10 +32,15 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def payload_pretty(self, obj: OutboxEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
 
-    @admin.action(description="Requeue selected FAILED rows", permissions=["change"])
+    # REFUSED rows are requeued only from here: the periodic job leaves them
+    # for an operator, who requeues them once their cause is gone.
+    @admin.action(description="Requeue selected FAILED or REFUSED rows", permissions=["change"])
     def requeue_failed(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
-        requeued = outbox_rows_requeue(ids=list(queryset.filter(status=OutboxStatus.FAILED).values_list("id", flat=True)))
-        self.message_user(request, f"Requeued {requeued} FAILED row(s); other rows were left alone.", messages.SUCCESS)
+        given_up = queryset.filter(status__in=[OutboxStatus.FAILED, OutboxStatus.REFUSED])
+        requeued = outbox_rows_requeue(ids=list(given_up.values_list("id", flat=True)))
+        self.message_user(
+            request, f"Requeued {requeued} FAILED or REFUSED row(s); other rows were left alone.", messages.SUCCESS
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -5,8 +5,12 @@ PUBLISHED = Counter("outbox_published", "Outbox rows published to Kafka.", ["top
 ATTEMPT_ERRORS = Counter(
     "outbox_publish_errors", "Failed publish attempts (the row may be retried).", ["topic", "reason"]
 )
-FAILED = Counter("outbox_failed", "Outbox rows that ended FAILED.", ["topic", "reason"])
-REQUEUED = Counter("outbox_requeued", "FAILED outbox rows put back to PENDING.")
+FAILED = Counter(
+    "outbox_failed",
+    "Outbox rows given up on: FAILED (reason retries-exhausted) or REFUSED (the broker's permanent reason).",
+    ["topic", "reason"],
+)
+REQUEUED = Counter("outbox_requeued", "FAILED or REFUSED outbox rows put back to PENDING.")
 PURGED = Counter("outbox_purged", "PUBLISHED outbox rows deleted after the retention period.")
 BREAKER_SKIPS = Counter("outbox_relay_breaker_rejections", "Relay batches not attempted because the breaker was open.")
 COMMIT_TO_PUBLISH = Histogram(

@@ -8,7 +8,12 @@ from django.db.models import Q
 class OutboxStatus(models.TextChoices):
     PENDING = "PENDING"
     PUBLISHED = "PUBLISHED"
+    # Given up after OUTBOX_MAX_ATTEMPTS transient failures: the periodic
+    # requeue gives it fresh attempts (the broker may be back).
     FAILED = "FAILED"
+    # Refused for good (too large, unserialisable): sending it again cannot
+    # help, so only an operator requeues it, once the cause is gone.
+    REFUSED = "REFUSED"
 
 
 class OutboxEvent(models.Model):

@@ -5,19 +5,23 @@ until their new status is written, so a crash anywhere leaves them PENDING
 (at worst sent twice, never lost). Any number of relays may run: each skips
 rows another holds (SKIP LOCKED), and publishes an aggregate's rows only as
 the unbroken prefix of that aggregate's unpublished rows, so no event ever
-overtakes an earlier one of its aggregate, even one waiting for a retry.
+overtakes an earlier one of its aggregate, even one waiting for a retry. Rows
+held back that way are left out of the claim itself, so they never fill a
+batch ahead of rows that can go (see `_CLAIM_SQL`).
 
 Retry level of a producer send: the row. kafka-python retries inside one
 bounded send (`kafkaPublisher` time limit); a row that still fails keeps its
 `attempts` and `next_attempt_at` (the one backoff, `kafkaPublisher` policy)
-and goes FAILED after OUTBOX_MAX_ATTEMPTS. The design speaks of Celery
-workers publishing "with autoretry/backoff"; the retry state lives in the
-row instead of Celery's `autoretry_for` because it must outlive a worker
-crash or a lost broker message (a task retry is a message in Redis), it is
-per row, not per batch (one bad row must not resend the batch), it keeps an
-aggregate's order (a later row waits behind a retrying one, which a task
-retried on its own clock cannot see), and a thousand retrying rows cost one
-query, not a thousand delayed messages. The relay task itself is therefore
+and goes FAILED after OUTBOX_MAX_ATTEMPTS (the periodic requeue retries it
+later). A row the broker refuses for good (too large) or that cannot be
+encoded goes REFUSED at once and waits for an operator: no retry can help
+it. The design speaks of Celery workers publishing "with autoretry/backoff";
+the retry state lives in the row instead of Celery's `autoretry_for` because
+it must outlive a worker crash or a lost broker message (a task retry is a
+message in Redis), it is per row, not per batch (one bad row must not resend
+the batch), it keeps an aggregate's order (a later row waits behind a
+retrying one, which a task retried on its own clock cannot see), and a
+thousand retrying rows cost one query, not a thousand delayed messages. The relay task itself is therefore
 never retried by Celery: the wake-up and the beat sweep start the next run.
 """
 import json
@@ -78,31 +82,47 @@ class ClaimedRow:
 
 # The payload comes as its stored JSON text: the relay sends it as is
 # instead of decoding and re-encoding every row.
+#
+# A row is claimed only if no earlier row of its aggregate is unpublished for
+# a while yet: FAILED, REFUSED, or PENDING and waiting for its retry. Such a
+# row could not be published and would only take a place in the batch;
+# enough of them (ten orders behind a failed event) filled the whole
+# half-open trial, so the relay never asked the breaker and never published
+# anything again. An
+# earlier row that is PENDING and due is no obstacle: it comes first in this
+# very batch, unless another relay holds it, which `_claim` sees next.
 _CLAIM_SQL = """
     SELECT id, aggregate_type, aggregate_id, topic, key, event_type, headers::text, payload::text,
            attempts, created_at
-    FROM {table}
-    WHERE status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+    FROM {table} AS candidate
+    WHERE status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM {table} AS earlier
+          WHERE earlier.aggregate_type = candidate.aggregate_type AND earlier.aggregate_id = candidate.aggregate_id
+            AND earlier.id < candidate.id AND earlier.status <> 'PUBLISHED'
+            AND NOT (earlier.status = 'PENDING'
+                     AND (earlier.next_attempt_at IS NULL OR earlier.next_attempt_at <= %(now)s))
+      )
     ORDER BY id
-    LIMIT %s
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 """
 
 
 def _claim(batch_size: int, now: datetime) -> list[ClaimedRow]:
-    """Lock due PENDING rows, then keep each aggregate's publishable prefix."""
+    """Lock due PENDING rows not held back by their aggregate, then keep each aggregate's publishable prefix."""
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL.format(table=OutboxEvent._meta.db_table), [now, batch_size])
+        cursor.execute(_CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size})
         locked = [ClaimedRow(*values) for values in cursor.fetchall()]
     if not locked:
         return []
     locked_ids = {row.id for row in locked}
     aggregates = {(row.aggregate_type, row.aggregate_id) for row in locked}
-    # Every unpublished row of those aggregates, locked by us or not.
+    # Every unpublished row of those aggregates, locked by us or not: an
+    # earlier one another relay holds right now holds the rest back.
     unpublished: dict[tuple[str, str], list[int]] = defaultdict(list)
     rows = (
-        OutboxEvent.objects.filter(
-            status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED],
+        OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).filter(
             aggregate_id__in={aggregate_id for _, aggregate_id in aggregates},
         )
         .order_by("id")
@@ -157,16 +177,18 @@ def _apply_failure(row: ClaimedRow, result: SendResult, now: datetime, report: B
     row.last_error = f"{result.reason}: {result.error}"[:2000]
     ATTEMPT_ERRORS.labels(row.topic, result.reason).inc()
     if result.status == SendStatus.PERMANENT or row.attempts >= max_attempts:
-        row.status = OutboxStatus.FAILED
+        permanent = result.status == SendStatus.PERMANENT
+        row.status = OutboxStatus.REFUSED if permanent else OutboxStatus.FAILED
         row.next_attempt_at = None
         report.failed += 1
-        reason = result.reason if result.status == SendStatus.PERMANENT else "retries-exhausted"
+        reason = result.reason if permanent else "retries-exhausted"
         FAILED.labels(row.topic, reason).inc()
         logger.error(
-            "outbox row failed",
+            "outbox row refused" if permanent else "outbox row failed",
             extra={
                 "event": "resilience",
                 "outbox_id": row.id,
+                "status": row.status,
                 "event_type": row.event_type,
                 "aggregate_id": row.aggregate_id,
                 "attempts": row.attempts,

@@ -51,8 +51,12 @@ def outbox_event_create(
 
 
 def outbox_rows_requeue(*, ids: list[int]) -> int:
-    """Put the given FAILED rows back to PENDING with fresh attempts (admin action and requeue job)."""
-    updated = OutboxEvent.objects.filter(id__in=ids, status=OutboxStatus.FAILED).update(
+    """Put the given FAILED or REFUSED rows back to PENDING with fresh attempts; return how many.
+
+    The admin's action (an operator may requeue a REFUSED row once its cause
+    is gone) and, for FAILED rows only, the periodic requeue job.
+    """
+    updated = OutboxEvent.objects.filter(id__in=ids, status__in=[OutboxStatus.FAILED, OutboxStatus.REFUSED]).update(
         status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None
     )
     REQUEUED.inc(updated)
@@ -60,7 +64,11 @@ def outbox_rows_requeue(*, ids: list[int]) -> int:
 
 
 def outbox_failed_requeue(*, batch_size: int) -> int:
-    """Put every FAILED row back to PENDING with fresh attempts, batch by batch; return how many."""
+    """Put every FAILED row back to PENDING with fresh attempts, batch by batch; return how many.
+
+    REFUSED rows stay: the broker refused them for good, so sending them again
+    would fail again and keep their orders' later events waiting for ever.
+    """
     total = in_batches(
         OutboxEvent.objects.filter(status=OutboxStatus.FAILED),
         batch_size=batch_size,
@@ -94,7 +102,10 @@ def outbox_events_republish(*, ids: list[int]) -> int:
     back to PENDING, so the relay publishes it in its aggregate's order, and
     the consumer's processed-events table makes a second delivery harmless.
     """
-    updated = OutboxEvent.objects.filter(id__in=ids, status__in=[OutboxStatus.PUBLISHED, OutboxStatus.FAILED]).update(
+    # Not REFUSED rows: the broker would refuse them again; they wait for an
+    # operator's requeue (outbox_rows_requeue) once their cause is gone.
+    republishable = [OutboxStatus.PUBLISHED, OutboxStatus.FAILED]
+    updated = OutboxEvent.objects.filter(id__in=ids, status__in=republishable).update(
         status=OutboxStatus.PENDING, attempts=0, next_attempt_at=None, published_at=None, last_error=""
     )
     if updated:

@@ -135,22 +135,51 @@ def _should_open(outcomes: list[str], config: BreakerConfig) -> bool:
     return config.slow_call_seconds is not None and slow_rate >= config.slow_call_rate_threshold
 
 
+def _verdict(outcomes: list[str], config: BreakerConfig) -> str:
+    """One outcome for a batch sent under one permit, from its rates: "F", "S" or "OK"."""
+    failure_rate, slow_rate = _rates(outcomes)
+    if failure_rate >= config.failure_rate_threshold:
+        return "F"
+    if config.slow_call_seconds is not None and slow_rate >= config.slow_call_rate_threshold:
+        return "S"
+    return "OK"
+
+
+def _in_proportion(outcomes: list[str], size: int) -> list[str]:
+    """`size` outcomes in the batch's proportions, failures and slow calls rounded down.
+
+    Rounded down, their rates stay at or under the batch's own, so a batch
+    judged below the thresholds cannot leave a window that is over them.
+    """
+    total = len(outcomes)
+    failures = sum(1 for outcome in outcomes if outcome == "F") * size // total
+    slow = sum(1 for outcome in outcomes if outcome == "S") * size // total
+    return ["OK"] * (size - failures - slow) + ["S"] * slow + ["F"] * failures
+
+
 def decide_record(doc: dict[str, Any], config: BreakerConfig, outcomes: list[str], trial: bool, now: float) -> None:
     """Mutate `doc` with call outcomes: "OK", "S" (slow success) or "F" (failure).
 
-    Several outcomes come from one permit when a caller sends a batch: each
-    enters the closed-state window, while a half-open trial counts once (as
-    a failure if any part of it failed).
+    Several outcomes come from one permit when a caller sends a batch, which
+    is judged by its rates, never by its last outcomes: a batch as large as
+    the window is judged alone at its exact rates and then stands in the
+    window as `window_size` outcomes in its proportions (5 failures in 1,000
+    rows are 0.5%, not 5 of the last 10); a smaller one enters the window
+    outcome by outcome. A half-open trial counts once, as its rates say.
     """
     state = doc["state"]
     if state == State.CLOSED.value:
-        window = (doc["window"] + outcomes)[-config.window_size :]
+        if len(outcomes) >= max(config.window_size, config.minimum_calls):
+            opens = _should_open(outcomes, config)
+            window = _in_proportion(outcomes, config.window_size)
+        else:
+            window = (doc["window"] + outcomes)[-config.window_size :]
+            opens = len(window) >= config.minimum_calls and _should_open(window, config)
         doc["window"] = window
-        if len(window) >= config.minimum_calls and _should_open(window, config):
+        if opens:
             doc.update(state=State.OPEN.value, opened_at=now, window=[])
     elif state == State.HALF_OPEN.value and trial:
-        worst = "F" if "F" in outcomes else ("S" if "S" in outcomes else "OK")
-        results = doc["trial_results"] + [worst]
+        results = doc["trial_results"] + [_verdict(outcomes, config)]
         doc["trial_results"] = results
         if len(results) >= config.half_open_calls:
             if _should_open(results, config):
@@ -339,7 +368,7 @@ class CircuitBreaker:
         self._update(lambda doc: decide_record(doc, self.config, outcomes, permit.trial, now))
 
     def record_outcomes(self, permit: Permit, *, successes: int, failures: int) -> None:
-        """Record a batch sent under one permit: failures last, as they were seen last."""
+        """Record a batch sent under one permit; it is judged by its failure rate (see `decide_record`)."""
         if successes or failures:
             self._record(permit, ["OK"] * successes + ["F"] * failures)
 

@@ -78,4 +78,7 @@ platform_defaults() {
     export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
     # Not 9093, Alertmanager's usual port: the test suite's broker listens there.
     export ALERTMANAGER_PORT="${ALERTMANAGER_PORT:-9094}"
+    # The fake payment provider (ops/payment_provider) under supervisord, and the platform's way to it.
+    export PAYMENT_PROVIDER_PORT="${PAYMENT_PROVIDER_PORT:-8100}"
+    export PAYMENT_PROVIDER_URL="${PAYMENT_PROVIDER_URL:-http://127.0.0.1:$PAYMENT_PROVIDER_PORT}"
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Start the whole platform on this machine:
 #   .venv + requirements, PostgreSQL/Redis/Kafka (tansu), migrations, demo data,
-#   periodic tasks, static files, then web + Celery worker + beat + Flower + the
-#   order consumer + Prometheus + Alertmanager under supervisord in the
-#   foreground (ops/supervisor/). A process that dies is restarted (logged and
+#   periodic tasks, static files, then the fake payment provider + web + Celery
+#   worker + beat + Flower + the order consumer + Prometheus + Alertmanager under
+#   supervisord in the foreground (ops/supervisor/), waiting for the payment
+#   provider's /health before it reports the platform ready. A process that dies is restarted (logged and
 #   counted in platform_process_restarts_total); logs are in .run/logs/.
 #   Ctrl-C or SIGTERM stops all of it (and tansu; PostgreSQL and Redis only if
 #   this script started them).
@@ -75,6 +76,8 @@ port_busy "$WEB_PORT" && die "port $WEB_PORT is already in use (another run.sh?)
 port_busy "$FLOWER_PORT" && die "port $FLOWER_PORT is already in use; set FLOWER_PORT to use another"
 port_busy "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is already in use; set PROMETHEUS_PORT to use another"
 port_busy "$ALERTMANAGER_PORT" && die "port $ALERTMANAGER_PORT is already in use; set ALERTMANAGER_PORT to use another"
+port_busy "$PAYMENT_PROVIDER_PORT" \
+    && die "port $PAYMENT_PROVIDER_PORT is already in use; set PAYMENT_PROVIDER_PORT to use another"
 
 # Prometheus and Alertmanager from Debian's packages (installed when missing).
 debian_ensure prometheus prometheus || die "Prometheus is needed (Debian package: prometheus)"
@@ -115,6 +118,7 @@ cat <<EOF
     Prometheus http://127.0.0.1:$PROMETHEUS_PORT/classic/alerts
     Alertmanager http://127.0.0.1:$ALERTMANAGER_PORT/
     Kafka      $KAFKA_BOOTSTRAP_SERVERS
+    Payments   $PAYMENT_PROVIDER_URL (the fake provider; faults: manage.py payment_faults)
 
   Demo manager login (API and admin): manager / manager123
   Process logs: .run/logs/<process>.log; supervisor: .run/supervisord.log
@@ -130,6 +134,19 @@ EOF
 # process group of its own, so the programs see only supervisord's SIGTERM.
 "$PY" -m supervisor.supervisord -c ops/supervisor/supervisord.conf &
 SUPERVISOR_PID=$!
+# The provider's health check: payments before it answers would only be left in doubt, so say when it is up.
+PROVIDER_HEALTH_SECONDS=30
+provider_healthy() {
+    "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/health", timeout=1)' \
+        "http://127.0.0.1:$PAYMENT_PROVIDER_PORT" 2>/dev/null
+}
+for ((i = 0; i < PROVIDER_HEALTH_SECONDS * 4; i++)); do
+    provider_healthy && break
+    kill -0 "$SUPERVISOR_PID" 2>/dev/null || break
+    sleep 0.25
+done
+provider_healthy || die "the payment provider did not answer /health within $PROVIDER_HEALTH_SECONDS s (.run/logs/payment_provider.log)"
+log "payment provider healthy at http://127.0.0.1:$PAYMENT_PROVIDER_PORT"
 rc=0
 wait "$SUPERVISOR_PID" || rc=$?
 SUPERVISOR_PID=""

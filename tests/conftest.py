@@ -5,8 +5,10 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from checkout.cart_cache import cart_cache_reset_for_tests
+from payments.client import payment_client_reset
 from tests.api import login
 from tests.factories import ProductFactory, UserFactory
+from tests.payment_provider import PaymentProvider
 from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 
 # Fixtures that start or talk to a broker: a test using one is a `kafka` test
@@ -55,8 +57,8 @@ def broker(settings):
 
 
 @pytest.fixture
-def consumers(broker, tmp_path):
-    """Start `manage.py consume_orders` processes on the test's broker; each is stopped afterwards."""
+def consumers(broker, payment_provider, tmp_path):
+    """Start `manage.py consume_orders` processes on the test's broker and payment provider; each is stopped afterwards."""
     started: list[ConsumerProcess] = []
 
     def start(**env: str) -> ConsumerProcess:
@@ -67,6 +69,44 @@ def consumers(broker, tmp_path):
     yield start
     for consumer in started:
         consumer.stop()
+
+
+@pytest.fixture(scope="session")
+def payment_provider_process(tmp_path_factory):
+    """The fake payment provider's process for this worker (tests.payment_provider), stopped at the end."""
+    provider = PaymentProvider(store=tmp_path_factory.mktemp("payment-provider") / "ledger.sqlite3")
+    provider.start()
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def payment_provider(payment_provider_process, settings):
+    """The payment provider every payment test talks to: settings point at it, no faults before or after."""
+    provider = payment_provider_process
+    if not provider.running():  # a test before this one killed it: the same port and ledger again
+        provider.start()
+    provider.resume()
+    provider.faults_reset()
+    settings.PAYMENT_PROVIDER_URL = provider.url
+    payment_client_reset()
+    yield provider
+    if not provider.running():
+        provider.start()
+    provider.resume()
+    provider.faults_reset()
+    payment_client_reset()
+
+
+@pytest.fixture
+def payment_provider_of_its_own(tmp_path, settings):
+    """A provider process with an empty ledger for this test alone (for tests that read every charge)."""
+    provider = PaymentProvider(store=tmp_path / "payment-provider.sqlite3").start()
+    settings.PAYMENT_PROVIDER_URL = provider.url
+    payment_client_reset()
+    yield provider
+    provider.close()
+    payment_client_reset()
 
 
 @pytest.fixture

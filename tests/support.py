@@ -154,6 +154,9 @@ def platform_process_env(**overrides: str) -> dict[str, str]:
         "TEST_REDIS_URL": settings.REDIS_URL,
         "TEST_CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
+        # The test's payment provider (the `payment_provider` fixture sets it), never a running platform's.
+        "TEST_PAYMENT_PROVIDER_URL": settings.PAYMENT_PROVIDER_URL,
+        "PAYMENT_PROVIDER_URL": settings.PAYMENT_PROVIDER_URL,
         **overrides,
     }
 
@@ -207,7 +210,6 @@ class ConsumerProcess:
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",
             "CONSUMER_RETRY_BACKOFF_SECONDS": "0.05",
-            "PAYMENT_MOCK_LATENCY_SECONDS": "0.01",
         }
         self.env = platform_process_env(**{**defaults, **(env or {})})
         self.process: subprocess.Popen | None = None

@@ -20,11 +20,12 @@ ALLOWED: dict[str, set[str]] = {
     "core": {"resilience"},
     "messaging": {"core", "resilience"},
     "catalog": {"core", "resilience"},
+    "payments": {"core", "resilience"},
     "outbox": {"core", "messaging", "resilience"},
     "deadletters": {"core", "messaging", "resilience"},
-    "orders": {"catalog", "outbox", "deadletters", "core", "messaging", "resilience"},
+    "orders": {"catalog", "payments", "outbox", "deadletters", "core", "messaging", "resilience"},
     "checkout": {"catalog", "orders", "outbox", "core", "messaging", "resilience"},
-    "ecommerce": {"celery_app", "catalog", "checkout", "orders", "outbox", "deadletters", "core", "messaging", "resilience"},
+    "ecommerce": {"celery_app", "catalog", "checkout", "orders", "payments", "outbox", "deadletters", "core", "messaging", "resilience"},
 }
 OURS = set(ALLOWED) | {"celery_app", "ops", "bench", "tests"}
 # Not application code: tests, benchmarks, drills and scripts have their own rules.

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "deadletters",
     "catalog",
     "checkout",
+    "payments",
     "orders",
 ]
 
@@ -75,22 +76,6 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        **env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ecommerce"),
-        # Reuse connections between requests, but re-check them so a restarted
-        # PostgreSQL does not leave every worker holding a dead socket.
-        "CONN_MAX_AGE": env.int("DATABASE_CONN_MAX_AGE", default=60),
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {
-            # Fail fast when PostgreSQL is unreachable: a request answers 503
-            # within seconds instead of hanging on a TCP connect.
-            "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=3),
-            # No statement may hold locks (stock rows, the order sequence) for long.
-            "options": f"-c statement_timeout={env.int('DATABASE_STATEMENT_TIMEOUT_MS', default=15000)}",
-        },
-    }
-}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -134,6 +119,7 @@ METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 # PLANTED_DEFECTS; the local and production settings refuse to start when it is set.
 PLANTED_DEFECTS: frozenset[str] = frozenset()
 
+from .database import *  # noqa: E402,F401,F403
 from .logging import *  # noqa: E402,F401,F403
 from .redis import *  # noqa: E402,F401,F403
 from .rest import *  # noqa: E402,F401,F403

@@ -26,9 +26,15 @@ ORDER_RECONCILE_AFTER_SECONDS = env.int("ORDER_RECONCILE_AFTER_SECONDS", default
 # Re-drives of one order (each waiting twice as long as the one before) before it is flagged for a human.
 ORDER_RECONCILE_MAX_ATTEMPTS = env.int("ORDER_RECONCILE_MAX_ATTEMPTS", default=5)
 ORDER_RECONCILE_INTERVAL_SECONDS = env.int("ORDER_RECONCILE_INTERVAL_SECONDS", default=60)
-# The payment audit: successful gateway charges whose order is not PAID are refunded.
+# The payment audit (orders/audit.py): the provider's charges since its watermark
+# whose order is not PAID are refunded.
 PAYMENT_AUDIT_INTERVAL_SECONDS = env.int("PAYMENT_AUDIT_INTERVAL_SECONDS", default=300)
 # Charges younger than this are left alone: their payment may still be being recorded.
 PAYMENT_AUDIT_GRACE_SECONDS = env.int("PAYMENT_AUDIT_GRACE_SECONDS", default=300)
-# How far back each run lists the gateway's charges.
-PAYMENT_AUDIT_LOOKBACK_HOURS = env.int("PAYMENT_AUDIT_LOOKBACK_HOURS", default=72)
+# How long the audit waits at a charge whose order is still PENDING or PROCESSING
+# before it skips it (counted, logged): past reconciliation's whole budget of
+# re-drives (120 s doubling five times is about two hours), when the order is flagged for a human.
+PAYMENT_AUDIT_UNSETTLED_WAIT_SECONDS = env.int("PAYMENT_AUDIT_UNSETTLED_WAIT_SECONDS", default=6 * 3600)
+# A payment in doubt whose key the provider says has no charge is asked again (same key) up to this many
+# charge requests in all, the consumer's first included; then the order is FAILED, "provider confirms no charge".
+PAYMENT_UNKNOWN_MAX_CHARGES = env.int("PAYMENT_UNKNOWN_MAX_CHARGES", default=3)

@@ -4,6 +4,7 @@ import os
 from core.planted import planted_defects_validate
 
 from .base import *  # noqa: F403
+from .database import database_settings
 from .env import env
 from .redis import redis_settings
 
@@ -27,7 +28,17 @@ CELERY_BROKER_URL = env.str("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1
 # loads): make the environment say what the settings say, for this process and
 # every worker or consumer it starts.
 os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
+# No idle-in-transaction limit by default: pytest-django wraps a test in a
+# transaction that stays open, idle, while the test waits for other processes
+# (a consumer, a worker, a broker restart), a minute at times. Its own variable,
+# so a platform's DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS (.env) never applies.
+DATABASES = database_settings(
+    idle_in_transaction_timeout_ms=env.int("TEST_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=0)
+)
 OUTBOX_TRIGGER_ON_COMMIT = env.bool("OUTBOX_TRIGGER_ON_COMMIT", default=False)  # tests drive the relay themselves
 LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405
+# No test reaches a payment provider it did not start (the `payment_provider` fixture sets its own URL):
+# the default, port 9 (discard), refuses connections, where 8100 may be a running platform's provider.
+PAYMENT_PROVIDER_URL = env.str("TEST_PAYMENT_PROVIDER_URL", default="http://127.0.0.1:9")
 # The soak checker's tests plant defects in the processes they start (core/planted.py).
 PLANTED_DEFECTS = planted_defects_validate(env.list("PLANTED_DEFECTS", default=[]), environment="test")

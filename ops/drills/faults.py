@@ -249,7 +249,7 @@ def postgres_restart(database_url: str) -> None:
 
 @contextmanager
 def payment_faulty(*arguments: str) -> Iterator[None]:
-    """Change the mock provider through `manage.py payment_faults` for the block; `--reset` afterwards."""
+    """Change the payment provider's faults through `manage.py payment_faults` for the block; `--reset` afterwards."""
     if payment_faults(*arguments) is None:
         raise DrillError("this checkout has no `manage.py payment_faults`")
     try:

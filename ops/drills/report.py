@@ -9,7 +9,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from django.db import connections
@@ -21,10 +21,14 @@ from bench.load import CheckoutResult
 from catalog.models import Product
 from messaging.contract.events import ORDER_CREATED, ORDERS_CREATED, PAYMENT_COMPLETED, PAYMENTS_COMPLETED
 from messaging.kafka.monitoring import topic_values
-from orders.models import UNSETTLED_STATUSES, MockGatewayCharge, Order, OrderItem, OrderStatus
+from orders.ledger import MismatchKind, payments_ledger_check
+from orders.models import UNSETTLED_STATUSES, Order, OrderItem, OrderStatus
 from outbox.models import OutboxEvent, OutboxStatus
+from payments.gateway import PaymentProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
+# How long the report keeps asking for the provider's ledger: past the paymentService breaker's 30 s open time.
+LEDGER_WAIT_SECONDS = 60.0
 
 
 def database_retrying(read, *, attempts: int = 20, pause_seconds: float = 1.0):
@@ -154,6 +158,9 @@ class DrillReport:
     lost: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     paid_twice: list[str] = field(default_factory=list)
+    # The provider's charges against the drill's orders (orders/ledger.py): one line a mismatch.
+    ledger_mismatches: list[str] = field(default_factory=list)
+    ledger_summary: str = ""
     copies: dict[str, int] = field(default_factory=dict)
     redeliveries_absorbed: float | None = None  # orders_consumer_duplicates_total's increase
     stock_mismatches: list[str] = field(default_factory=list)
@@ -180,6 +187,7 @@ class DrillReport:
             f"  lost             {len(self.lost)}{self._few(self.lost)}",
             f"  stuck            {len(self.stuck)}{self._few(self.stuck)}",
             f"  paid twice       {len(self.paid_twice)}{self._few(self.paid_twice)}",
+            f"  ledger           {self.ledger_summary or 'not read'}",
             "  event copies     "
             + (", ".join(f"{topic} {count}" for topic, count in sorted(self.copies.items())) or "none")
             + " on the broker; "
@@ -188,11 +196,14 @@ class DrillReport:
             f"  stock mismatches {len(self.stock_mismatches)}{self._few(self.stock_mismatches)}",
             f"  non-problem+json {sum(self.non_problem_json.values())}"
             + (f" ({', '.join(f'{k} {v}' for k, v in self.non_problem_json.items())})" if self.non_problem_json else ""),
-            f"  recovery         first new order PAID {seconds(self.first_paid_after_undo)} after the fault was undone; "
-            f"backlog drained after {seconds(drained)}",
+            (
+                f"  recovery         first new order PAID {seconds(self.first_paid_after_undo)} after the fault was undone; "
+                f"backlog drained after {seconds(drained)}"
+            ),
             "  alerts           " + ("none fired" if not self.alerts else f"{len(self.alerts)} fired during the drill:"),
         ]
         lines += [f"    {alert.describe(self.started_at)}" for alert in self.alerts]
+        lines += [f"  ledger: {line}" for line in self.ledger_mismatches[:20]]
         lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  VIOLATED: {violation}" for violation in self.violations]
         return "\n".join(lines)
@@ -259,11 +270,26 @@ def report_build(
     if redriven:
         report.notes.append(f"{redriven} orders were re-driven by reconciliation")
     order_ids = {str(order.id): order.order_number for order in orders}
-    # Paid twice: more than one approved gateway charge, or more than one distinct
-    # PaymentCompleted event id (in the outbox, or on the broker) for one order.
-    charges = Counter(
-        MockGatewayCharge.objects.filter(idempotency_key__in=list(order_ids), approved=True).values_list("idempotency_key", flat=True)
-    )
+    twice = _paid_twice(report, order_ids, bootstrap_servers=bootstrap_servers)
+    twice |= _ledger(report, since=since)
+    report.paid_twice = sorted(twice)
+    if report.paid_twice:
+        report.violations.append(f"{len(report.paid_twice)} orders were paid twice")
+    _stock(report, stock_before=stock_before, since=since)
+
+    if report.fault_undone_at is not None:
+        undone = datetime.fromtimestamp(report.fault_undone_at, tz=UTC)
+        paid = [
+            order.updated_at
+            for order in orders
+            if order.created_at >= undone and order.status in (OrderStatus.PAID, OrderStatus.FULFILLED)
+        ]
+        if paid:
+            report.first_paid_after_undo = (min(paid) - undone).total_seconds()
+
+
+def _paid_twice(report: DrillReport, order_ids: dict[str, str], *, bootstrap_servers: list[str]) -> set[str]:
+    """Order numbers with more than one distinct PaymentCompleted event id (outbox table or broker); count copies."""
     completed: dict[str, set[str]] = {}
     for aggregate_id, payload in OutboxEvent.objects.filter(
         event_type=PAYMENT_COMPLETED, aggregate_id__in=list(order_ids)
@@ -289,33 +315,45 @@ def report_build(
             doubled = [order_ids[order_id] for order_id, ids in per_order.items() if len(ids) > 1]
             if doubled:
                 report.violations.append(f"{len(doubled)} orders have more than one OrderCreated event id: {doubled[:5]}")
-    twice = {order_id for order_id, count in charges.items() if count > 1}
-    twice |= {order_id for order_id, ids in completed.items() if len(ids) > 1}
-    report.paid_twice = sorted(order_ids[order_id] for order_id in twice)
-    if report.paid_twice:
-        report.violations.append(f"{len(report.paid_twice)} orders were paid twice")
+    return {order_ids[order_id] for order_id, ids in completed.items() if len(ids) > 1}
 
-    # Stock: each product's stock now + what non-cancelled orders of the drill took = its stock before.
-    sold = dict(
+
+def _ledger(report: DrillReport, *, since: datetime) -> set[str]:
+    """Compare the provider's charges with the drill's orders: each mismatch is a violation; return the double-charged."""
+    deadline = time.monotonic() + LEDGER_WAIT_SECONDS
+    while True:
+        try:
+            ledger = database_retrying(lambda: payments_ledger_check(since=since))
+            break
+        except PaymentProviderUnavailable as error:
+            # The paymentService breaker a payment drill opened may still be open: wait out its open time.
+            if time.monotonic() > deadline:
+                report.violations.append(f"the provider's ledger could not be read: {error}")
+                return set()
+            time.sleep(5)
+    report.ledger_summary = ledger.summary()
+    report.ledger_mismatches = [entry.line() for entry in ledger.mismatches]
+    if ledger.mismatches:
+        report.violations.append(f"{len(ledger.mismatches)} ledger mismatches between the provider's charges and the orders")
+    return {entry.order.order_number for entry in ledger.mismatches if entry.kind == MismatchKind.DOUBLE_CHARGE and entry.order}
+
+
+def _stock(report: DrillReport, *, stock_before: dict[str, int], since: datetime) -> None:
+    """Each product's stock now + what the drill's orders still hold = its stock before.
+
+    A CANCELLED or FAILED order gave its stock back; every other order of the
+    drill (PAID, FULFILLED, or still in payment) holds its items.
+    """
+    held = dict(
         OrderItem.objects.filter(order__created_at__gte=since, product_id__in=list(stock_before))
-        .exclude(order__status=OrderStatus.CANCELLED)
+        .exclude(order__status__in=(OrderStatus.CANCELLED, OrderStatus.FAILED))
         .values_list("product_id")
         .annotate(total=Sum("quantity"))
     )
     now = stock_snapshot(list(stock_before))
     for product_id, before in stock_before.items():
-        after, taken = now.get(product_id, 0), sold.get(product_id, 0)
+        after, taken = now.get(product_id, 0), held.get(product_id, 0)
         if after + taken != before:
-            report.stock_mismatches.append(f"{product_id}: before {before}, now {after}, sold {taken}")
+            report.stock_mismatches.append(f"{product_id}: before {before}, now {after}, held by orders {taken}")
     if report.stock_mismatches:
         report.violations.append(f"{len(report.stock_mismatches)} products' stock does not add up")
-
-    if report.fault_undone_at is not None:
-        undone = datetime.fromtimestamp(report.fault_undone_at, tz=timezone.utc)
-        paid = [
-            order.updated_at
-            for order in orders
-            if order.created_at >= undone and order.status in (OrderStatus.PAID, OrderStatus.FULFILLED)
-        ]
-        if paid:
-            report.first_paid_after_undo = (min(paid) - undone).total_seconds()

@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from deadletters.models import DeadLetter
 from messaging.contract.events import ORDERS_CREATED
 from ops.drills import faults
 from ops.drills.report import DrillReport, database_retrying
+from orders.models import Order
 
 # supervisord's programs in the order a rolling restart takes them: the
 # front first, the monitoring last (it is what watches the others).
@@ -26,6 +28,8 @@ BROKER_PAUSE_SECONDS = 180.0
 UNCONSUMED_SECONDS = 5.0
 # A consumer held down this long fires OrderConsumerLagging (2 minutes without progress, for 1 minute).
 CONSUMER_LAG_ALERT_SECONDS = 190.0
+# Past the payment client's read time-out (the paymentService policy's 5 s): the answer comes after it gave up.
+LATE_ANSWER_SECONDS = 6.0
 
 
 @dataclass
@@ -136,8 +140,33 @@ def _payment_slow(context: Context, seconds: float) -> Iterator[None]:
 
 @contextmanager
 def _payment_failing(context: Context, seconds: float) -> Iterator[None]:
-    with faults.payment_faulty("--success-rate", "0.5", "--failure-kind", "timeout"):
+    # Half the charges hang (no answer, no charge) until the client's time limit.
+    with faults.payment_faulty("--hang-rate", "0.5"):
         yield
+
+
+@contextmanager
+def _payment_ambiguous(context: Context, seconds: float) -> Iterator[None]:
+    # Each charge taken either way: a third answer after the client gave up
+    # (past the read time-out, the policy's 5 s), a third reset the connection
+    # instead of answering. Neither outcome may be recorded as a decline.
+    with faults.payment_faulty(
+        "--late-answer-rate", "0.33", "--late-answer-seconds", str(LATE_ANSWER_SECONDS), "--reset-after-charge-rate", "0.33"
+    ):
+        yield
+
+
+def _ambiguous_check(context: Context, report: DrillReport) -> None:
+    """The fault made payment outcomes unknown, or the drill proved nothing (the ledger and stock are the report's)."""
+    orders = Order.objects.filter(created_at__gte=datetime.fromtimestamp(report.started_at, tz=UTC))
+    retried = database_retrying(lambda: orders.filter(payment__attempt_count__gt=1).count())
+    resolved = database_retrying(lambda: orders.filter(reconcile_attempts__gt=0).count())
+    report.notes.append(
+        f"payments in doubt: {retried} orders paid after the gateway retried an unknown answer, "
+        f"{resolved} settled by reconciliation from the provider's word"
+    )
+    if not (retried or resolved):
+        report.violations.append("no payment outcome was unknown: the fault did not bite")
 
 
 @contextmanager
@@ -226,10 +255,19 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "payment-failing",
-            "half the charges time out until `payment_faults --reset`",
+            "half the charges hang until the client's time limit (no charge) until `payment_faults --reset`",
             _payment_failing,
             fault_seconds=60.0,
             opens_breaker="paymentService",
+        ),
+        Scenario(
+            "payment-ambiguous",
+            "a third of the charges answer after the client's time limit, a third reset the connection after charging, "
+            "until `payment_faults --reset`; the ledger must match the orders",
+            _payment_ambiguous,
+            fault_seconds=60.0,
+            opens_breaker="paymentService",
+            check=_ambiguous_check,
         ),
         Scenario(
             "poison-burst",

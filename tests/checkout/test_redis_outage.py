@@ -117,3 +117,22 @@ def test_a_redis_that_never_answers_costs_no_request(api_client, settings, db):
     assert add_to_cart(api_client, session_id, product.id, 1).status_code == 200
     assert api_client.get(f"{API}/carts/{session_id}").status_code == 200
     assert checkout(api_client, session_id, str(uuid.uuid4())).status_code == 201
+
+
+@pytest.mark.kafka  # readiness asks the broker too: only Redis may be down
+def test_a_redis_crash_leaves_the_web_tier_ready_degraded_while_checkout_answers_201(
+    api_client, settings, disposable_redis
+):
+    settings.REDIS_URL = disposable_redis.url  # what readiness pings
+    session_id = f"s-{uuid.uuid4().hex}"
+    assert add_to_cart(api_client, session_id, ProductFactory(inventory_quantity=5).id, 1).status_code == 200
+
+    disposable_redis.kill()
+
+    ready = api_client.get("/health/ready")
+    assert ready.status_code == 200, ready.content
+    assert (ready.json()["status"], ready.json()["degraded"]) == ("DEGRADED", ["redis"])
+    assert ready.json()["components"]["redis"]["status"] == "DOWN"
+    response = checkout(api_client, session_id, str(uuid.uuid4()))
+    assert response.status_code == 201, response.content
+    assert Order.objects.filter(order_number=response.json()["orderNumber"]).exists()

@@ -10,6 +10,7 @@ from deadletters.services import DeadLetterUnavailable, PendingDeadLetter, dead_
 from messaging.contract.events import TopicSpec, dead_letter_topic
 from messaging.kafka.admin import topics_ensure
 from messaging.kafka.consumer import EventConsumer, IncomingMessage
+from messaging.kafka.producer import event_producer_reset
 from orders.consumer import OrderCreatedConsumer
 from orders.processing import PoisonMessage
 from tests.support import committed_offsets, produce, read_topic, wait_for
@@ -73,3 +74,25 @@ def test_a_dead_letter_the_broker_cannot_take_yet_is_retried_not_dropped(broker)
 
     assert not pending.published
     assert not DeadLetter.objects.exists()
+
+
+@pytest.mark.kafka
+def test_a_different_message_at_a_stored_offset_is_kept_with_its_own_bytes(settings):
+    # Both .dlq publishes are refused (over the message limit): the table is the only safe place.
+    settings.KAFKA_MAX_REQUEST_BYTES = 100
+    event_producer_reset()
+    first = IncomingMessage(
+        topic="orders.created", partition=0, offset=7, timestamp=None, key=b"k", value=b"\x00first" * 20, headers=()
+    )
+    # The broker came back empty: offset 7 names another message now.
+    second = IncomingMessage(
+        topic="orders.created", partition=0, offset=7, timestamp=None, key=b"k", value=b"\x00second" * 20, headers=()
+    )
+
+    for incoming in (first, second, first):  # the last one: a redelivery after a crash
+        pending = PendingDeadLetter(message=incoming, error=PoisonMessage("bad"), attempts=1, group="g")
+        dead_letter_deliver(pending=pending)
+        assert pending.publish_refused and not pending.published
+
+    stored = sorted(bytes(value) for value in DeadLetter.objects.values_list("value", flat=True))
+    assert stored == sorted([first.value, second.value])

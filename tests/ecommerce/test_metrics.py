@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 # The modules declaring counters the alerts read, as the processes that count them load them.
 import orders.consumer  # noqa: F401
-import orders.payments  # noqa: F401
+import payments.gateway  # noqa: F401
 from celery_app import app as celery_app
 from checkout.cart_cache import cart_cache_get, cart_cache_reset_for_tests
 from checkout.idempotency import idempotency_records_expired_delete
@@ -81,20 +81,21 @@ class TestExposition:
 @pytest.mark.django_db(transaction=True)
 class TestOutboxGauges:
     def test_rows_by_status_equal_the_table(self, client):
-        rows = [event(str(uuid.uuid4())) for _ in range(6)]
+        rows = [event(str(uuid.uuid4())) for _ in range(10)]
         OutboxEvent.objects.filter(id__in=[rows[0].id, rows[1].id]).update(status=OutboxStatus.FAILED)
         OutboxEvent.objects.filter(id__in=[rows[2].id, rows[3].id, rows[4].id]).update(
             status=OutboxStatus.PUBLISHED, published_at=timezone.now()
         )
+        OutboxEvent.objects.filter(id__in=[row.id for row in rows[5:9]]).update(status=OutboxStatus.REFUSED)
 
         _, samples = scrape(client)
 
-        assert outbox_rows(samples) == {"PENDING": 1.0, "FAILED": 2.0, "PUBLISHED": 3.0}
+        assert outbox_rows(samples) == {"PENDING": 1.0, "FAILED": 2.0, "PUBLISHED": 3.0, "REFUSED": 4.0}
 
     def test_every_status_is_reported_as_zero_on_an_empty_outbox(self, client):
         _, samples = scrape(client)
 
-        assert outbox_rows(samples) == {"PENDING": 0.0, "FAILED": 0.0, "PUBLISHED": 0.0}
+        assert outbox_rows(samples) == {"PENDING": 0.0, "FAILED": 0.0, "PUBLISHED": 0.0, "REFUSED": 0.0}
         assert samples[("outbox_oldest_pending_age_seconds", ())] == 0.0
 
     def test_oldest_pending_age_is_the_age_of_the_oldest_pending_row(self, client):

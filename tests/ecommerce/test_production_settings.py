@@ -217,8 +217,12 @@ class TestComposeAndImage:
         # given
         services = compose()["services"]
 
-        # then every service built from the app image runs the production settings
-        app_services = [name for name, service in services.items() if service.get("image") == "ecommerce-app:local"]
+        # then every service built from the app image runs the production settings, but the fake payment
+        # provider: a process of its own with no Django, settings or secret (ops/payment_provider)
+        app_services = [
+            name for name, service in services.items()
+            if service.get("image") == "ecommerce-app:local" and name != "payment-provider"
+        ]  # fmt: skip
         assert {"web", "worker", "beat", "flower", "consumer"} <= set(app_services)
         for name in app_services:
             environment = services[name]["environment"]
@@ -226,6 +230,17 @@ class TestComposeAndImage:
             # and the secret has no default: compose refuses to start, saying how to make one
             with pytest.raises(LookupError, match=re.escape(SECRET_HINT)):
                 interpolate(environment["DJANGO_SECRET_KEY"], {})
+
+    def test_the_payment_provider_is_a_healthy_service_of_its_own_that_payers_wait_for(self):
+        services = compose()["services"]
+        provider = services["payment-provider"]
+
+        assert provider["command"][:3] == ["python", "-m", "ops.payment_provider"]
+        assert "/health" in " ".join(provider["healthcheck"]["test"])
+        assert any(volume.startswith("payment-provider-data:") for volume in provider["volumes"])  # not the database
+        for payer in ("consumer", "worker"):
+            assert services[payer]["depends_on"]["payment-provider"] == {"condition": "service_healthy"}
+            assert services[payer]["environment"]["PAYMENT_PROVIDER_URL"] == "http://payment-provider:8100"
 
     def test_a_token_signed_with_the_old_development_key_is_rejected_in_composes_environment(self):
         # given web's environment as compose would pass it, with a secret of the operator's own

@@ -8,11 +8,11 @@ import pytest
 
 from deadletters.models import DeadLetter
 from messaging.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ
-from orders import payments
-from orders.models import MockGatewayCharge, Order, PaymentTransaction, ProcessedEvent
+from orders.models import Order, PaymentTransaction, ProcessedEvent
 from orders.processing import PoisonMessage, process_order_created_message
 from orders.services import order_payment_refund
 from outbox.models import OutboxEvent
+from payments.gateway import payment_charge, payment_lookup
 from tests.api import CORRELATION_HEADER, add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.messaging.contract_support import assert_conforms, published_validator
@@ -35,12 +35,17 @@ def payment_event(order_id: Any, event_type: str) -> OutboxEvent:
     return row
 
 
+def assert_not_charged(order: Order) -> None:
+    lookup = payment_lookup(idempotency_key=str(order.id))
+    assert (lookup.known, lookup.found) == (True, None)
+
+
 def assert_untouched(row: OutboxEvent) -> None:
     """The order is as checkout left it: PENDING, nothing charged, recorded or announced."""
     order = Order.objects.get(id=row.aggregate_id)
     assert (order.status, order.payment_status) == ("PENDING", "PENDING")
     assert not PaymentTransaction.objects.filter(order=order).exists()
-    assert not MockGatewayCharge.objects.filter(idempotency_key=str(order.id)).exists()
+    assert_not_charged(order)
     assert not ProcessedEvent.objects.filter(event_id=row.event_id).exists()
     assert list(OutboxEvent.objects.filter(aggregate_id=row.aggregate_id).values_list("event_type", flat=True)) == [
         "ORDER_CREATED"
@@ -58,11 +63,10 @@ class TestProducedEventsConform:
         assert (value["orderNumber"], value["subtotal"]) == (order.order_number, f"{order.subtotal:.2f}")
         assert len(value["items"]) == 2 and value["correlationId"] == correlation_id
 
-    def test_payment_completed_success_and_failed_from_real_processing(self, api_client, settings):
+    def test_payment_completed_success_and_failed_from_real_processing(self, api_client, payment_provider):
         paid, _ = place_order(api_client, "contract-paid")
         process_order_created_message(order_created_message(paid))
-        settings.PAYMENT_MOCK_SUCCESS_RATE = 0.0
-        settings.PAYMENT_MOCK_FAILURE_KIND = "decline"
+        payment_provider.faults(decline_rate=1.0)
         declined, _ = place_order(api_client, "contract-declined")
         process_order_created_message(order_created_message(declined))
 
@@ -70,18 +74,17 @@ class TestProducedEventsConform:
         failed = assert_conforms(payment_event(declined.aggregate_id, "PAYMENT_COMPLETED"))
 
         assert (success["status"], success["failureReason"]) == ("SUCCESS", None)
-        assert success["externalTransactionId"].startswith("mock_")
-        assert (failed["status"], failed["failureReason"], failed["externalTransactionId"]) == (
-            "FAILED", "card declined", None,
-        )  # fmt: skip
+        assert success["externalTransactionId"].startswith("ch_")
+        assert (failed["status"], failed["failureReason"]) == ("FAILED", "Your card was declined.")
+        assert failed["externalTransactionId"].startswith("ch_")  # the provider's failed charge
 
 
-@pytest.mark.django_db(transaction=True)  # the provider's ledger commits on a connection of its own
+@pytest.mark.django_db
 def test_payment_refunded_from_a_real_refund(api_client, manager_client):
     """Given a charge taken for an order a manager then cancels, the refund is announced per the contract."""
     row, _ = place_order(api_client, "contract-refund")
     order = Order.objects.get(id=row.aggregate_id)
-    payments.payment_charge(idempotency_key=str(order.id), amount=order.subtotal)
+    payment_charge(idempotency_key=str(order.id), amount=order.subtotal)
     response = manager_client.post(f"/api/v1/orders/{order.order_number}/cancel", {"reason": "no"}, format="json")
     assert response.status_code == 200, response.content
 
@@ -178,7 +181,7 @@ def test_the_consumer_process_dead_letters_schema_breaches_and_pays_the_valid_or
     order = Order.objects.get(id=victim.aggregate_id)
     assert (order.status, order.payment_status) == ("PENDING", "PENDING")
     assert not PaymentTransaction.objects.filter(order=order).exists()
-    assert not MockGatewayCharge.objects.filter(idempotency_key=str(order.id)).exists()
+    assert_not_charged(order)
     assert not ProcessedEvent.objects.filter(event_id=victim.event_id).exists()
     dead = sorted(read_topic(broker.bootstrap, ORDERS_CREATED_DLQ), key=lambda r: int(header(r, "dlt-original-offset")))
     assert [record.value for record in dead] == breaches

@@ -24,8 +24,8 @@ from ops.soak.workload import WorkloadMix
 from tests.servers import free_port
 from tests.support import ROOT, DisposableBroker, platform_process_env, wait_for
 
-DRILL_PROGRAMS = ("web", "worker", "beat", "consumer", "events", "prometheus")
-SOAK_PROGRAMS = ("web", "worker", "beat", "consumer")
+DRILL_PROGRAMS = ("payment_provider", "web", "worker", "beat", "consumer", "events", "prometheus")
+SOAK_PROGRAMS = ("payment_provider", "web", "worker", "beat", "consumer")
 
 # The suite's short soak (tests/ops/test_soak.py): two minutes, a fixed seed
 # whose schedule has 8 faults, 7 overlapping (test_soak_schedule.py checks at
@@ -49,6 +49,7 @@ class DrillPlatform:
         self.programs = programs
         self.web_port = free_port()
         self.prometheus_port = free_port()
+        self.payment_provider_url = f"http://127.0.0.1:{free_port()}"
         (run_dir / "logs").mkdir()
         multiproc = run_dir / "prometheus"
         multiproc.mkdir()
@@ -68,7 +69,8 @@ class DrillPlatform:
             "PLATFORM_ROOT": str(ROOT), "RUN_DIR": str(run_dir), "PYTHON": sys.executable, "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
             "WEB_PORT": str(self.web_port), "PROMETHEUS_PORT": str(self.prometheus_port),
             "PROMETHEUS_BIN": shutil.which("prometheus") or "prometheus", "OUTBOX_TRIGGER_ON_COMMIT": "1", "LOG_LEVEL": "WARNING",
-            "PAYMENT_MOCK_LATENCY_SECONDS": "0.01", **(env or {}),
+            "PAYMENT_PROVIDER_PORT": self.payment_provider_url.rsplit(":", 1)[1], "PAYMENT_PROVIDER_URL": self.payment_provider_url,
+            "TEST_PAYMENT_PROVIDER_URL": self.payment_provider_url, **(env or {}),
         })  # fmt: skip
         self.process: subprocess.Popen | None = None
         self.manager = ""
@@ -88,14 +90,17 @@ class DrillPlatform:
         )  # fmt: skip
 
         def ready() -> bool:
+            checks = [f"{self.base_url}/health/live"]
+            if "payment_provider" in self.programs:
+                checks.append(f"{self.payment_provider_url}/health")
+            if "prometheus" in self.programs:
+                checks.append(f"http://127.0.0.1:{self.prometheus_port}/-/ready")
             try:
-                if requests.get(f"{self.base_url}/health/live", timeout=1).status_code != 200:
-                    return False
-                return "prometheus" not in self.programs or requests.get(f"http://127.0.0.1:{self.prometheus_port}/-/ready", timeout=1).ok
+                return all(requests.get(url, timeout=1).status_code == 200 for url in checks)
             except requests.RequestException:
                 return False
 
-        wait_for(ready, timeout=90, interval=0.5, what="web (and Prometheus) of the drill platform")
+        wait_for(ready, timeout=90, interval=0.5, what="web, the payment provider and Prometheus of the drill platform")
         supervisor = faults.Supervisor(self.supervisor_socket)
         wait_for(lambda: all(p["statename"] == "RUNNING" for p in supervisor.processes()), timeout=60, interval=0.5,
                  what="every program RUNNING")  # fmt: skip

@@ -43,6 +43,8 @@ def outbox_row(
     changes: dict = {"status": status}
     if status == OutboxStatus.FAILED:
         changes.update(attempts=5, last_error="KafkaConnectionError: broker unreachable")
+    if status == OutboxStatus.REFUSED:
+        changes.update(attempts=1, last_error="MessageSizeTooLargeError: message of 2000000 bytes")
     if created_at is not None:
         changes["created_at"] = created_at
     if published_at is not None:

@@ -96,11 +96,12 @@ def screenshot(browser: WebDriver, path: Path) -> None:
 def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_them(
     browser, live_server, settings, tmp_path
 ):
-    # Given: a staff user, an open breaker, a FAILED and a PENDING outbox row, an
-    # unresolved dead letter, a stuck and a fresh PENDING order, installed jobs.
+    # Given: a staff user, an open breaker, a FAILED, a REFUSED and a PENDING outbox
+    # row, an unresolved dead letter, a stuck and a fresh PENDING order, installed jobs.
     staff = UserFactory(is_staff=True, is_superuser=True)
     open_payment_breaker()
     failed_row = outbox_row(OutboxStatus.FAILED)
+    refused_row = outbox_row(OutboxStatus.REFUSED)
     pending_row = outbox_row(OutboxStatus.PENDING, created_at=timezone.now() - timedelta(minutes=3))
     outbox_row(OutboxStatus.PUBLISHED, published_at=timezone.now())
     unresolved = dead_letter(offset=42)
@@ -123,6 +124,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     assert text(browser, "#outbox-backlog .value") == "1 PENDING"
     assert text(browser, "#outbox-backlog .note") == "oldest: 3 minutes old"
     assert text(browser, "#outbox-failed .value") == "1 FAILED"
+    assert text(browser, "#outbox-failed .value.refused") == "1 REFUSED"
     payment = browser.find_element(By.CSS_SELECTOR, "tr.breaker[data-breaker=paymentService]")
     assert payment.get_attribute("data-state") == "OPEN"
     assert payment.find_element(By.CSS_SELECTOR, ".badge").text == "OPEN"
@@ -134,6 +136,7 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     assert text(browser, '#dead-letters tr[data-topic="orders.created"] td') == "1"
     assert text(browser, "#stuck-orders tr[data-status=PENDING] td") == "1"
     assert text(browser, "#stuck-orders tr[data-status=PROCESSING] td") == "0"
+    assert text(browser, "#stuck-orders tr.payments-in-doubt td") == "0"
     lag_rows = browser.find_elements(By.CSS_SELECTOR, "#consumer-lag tr.partition-lag")
     assert [row.get_attribute("data-partition") for row in lag_rows] == ["0", "1", "2"]
     assert text(browser, '#periodic-jobs tr[data-task="outbox.relay"] .badge') == "on time"
@@ -155,6 +158,12 @@ def test_overview_shows_the_faults_a_test_made_and_links_to_the_lists_that_fix_t
     path, query, rows = follow(browser, "#outbox-failed .value a")
     assert (path, query) == ("/admin/outbox/outboxevent/", {"status__exact": ["FAILED"]})
     assert len(rows) == 1 and failed_row.aggregate_id in rows[0]
+    assert "requeue_failed" in action_names(browser)
+
+    browser.get(overview)
+    path, query, rows = follow(browser, "#outbox-failed .value.refused a")
+    assert (path, query) == ("/admin/outbox/outboxevent/", {"status__exact": ["REFUSED"]})
+    assert len(rows) == 1 and refused_row.aggregate_id in rows[0]
     assert "requeue_failed" in action_names(browser)
 
     browser.get(overview)

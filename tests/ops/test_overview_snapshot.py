@@ -16,16 +16,17 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 
 from celery_app import beat_started_at
 from ecommerce.overview import (
-    Unavailable,
     activity,
     breaker_states,
     consumer_lag,
     orders_stuck,
+    outbox_failed,
     overview_snapshot,
     periodic_jobs,
 )
+from ecommerce.overview_figures import Unavailable
 from messaging.contract.events import ORDERS_CREATED
-from orders.models import OrderStatus
+from orders.models import Order, OrderStatus
 from outbox.models import OutboxStatus
 from resilience.breaker import State
 from resilience.policies import breaker_for, breakers_reset
@@ -85,6 +86,32 @@ class TestStuckOrders:
         pending_link, processing_link = (status.url for status in figure.statuses)
         assert changelist_rows(admin_client, pending_link, *numbers) == {stuck_pending.order_number}
         assert changelist_rows(admin_client, processing_link, *numbers) == {stuck_processing.order_number}
+
+    def test_counts_payments_in_doubt_and_links_to_exactly_them(self, admin_client):
+        in_doubt = order_aged(OrderStatus.PROCESSING, age=timedelta(seconds=10))
+        Order.objects.filter(id=in_doubt.id).update(payment_unknown_since=timezone.now())
+        settled = order_aged(OrderStatus.PROCESSING, age=timedelta(seconds=10))
+
+        figure = orders_stuck(now=timezone.now())
+
+        assert figure.in_doubt == 1
+        assert changelist_rows(admin_client, figure.in_doubt_url, in_doubt.order_number, settled.order_number) == {
+            in_doubt.order_number
+        }
+
+
+class TestOutboxGivenUp:
+    def test_counts_failed_and_refused_rows_apart_and_links_to_exactly_each(self, admin_client):
+        failed = outbox_row(OutboxStatus.FAILED)
+        refused = [outbox_row(OutboxStatus.REFUSED) for _ in range(2)]
+        pending = outbox_row(OutboxStatus.PENDING)
+
+        figure = outbox_failed()
+
+        assert (figure.failed, figure.refused) == (1, 2)
+        ids = [row.aggregate_id for row in (failed, *refused, pending)]
+        assert changelist_rows(admin_client, figure.url, *ids) == {failed.aggregate_id}
+        assert changelist_rows(admin_client, figure.refused_url, *ids) == {row.aggregate_id for row in refused}
 
 
 class TestBreakers:

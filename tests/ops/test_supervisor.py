@@ -1,8 +1,8 @@
 """The run command's supervisor: a platform process that dies is restarted and counted.
 
 Runs the real supervisord with the repository's own program definitions
-(consumer, Celery worker, event listener) against the test services, and
-kills the real processes.
+(the fake payment provider, consumer, Celery worker, event listener) against
+the test services, and kills the real processes.
 """
 import http.client
 import os
@@ -12,12 +12,13 @@ import sys
 import xmlrpc.client
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from supervisor.xmlrpc import SupervisorTransport
 
 from ecommerce.metrics import ProcessFilesCollector
-from tests.support import ROOT, platform_process_env, wait_for
+from tests.support import ROOT, free_port, platform_process_env, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(240)]
 
@@ -99,18 +100,30 @@ def restarts(multiproc_dir: Path) -> dict[str, float]:
     }
 
 
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1.0).json() == {"status": "ok"}
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
 @pytest.fixture
 def supervisor(tmp_path, broker):
     multiproc_dir = tmp_path / "prometheus"
     multiproc_dir.mkdir()
+    provider_port = free_port()
+    provider_url = f"http://127.0.0.1:{provider_port}"
     env = platform_process_env(
         PLATFORM_ROOT=str(ROOT),
         RUN_DIR=str(tmp_path),
         PYTHON=sys.executable,
         PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
         LOG_LEVEL="INFO",
+        PAYMENT_PROVIDER_PORT=str(provider_port),
+        PAYMENT_PROVIDER_URL=provider_url,
+        TEST_PAYMENT_PROVIDER_URL=provider_url,
     )
-    running = Supervisor(tmp_path, env, ["consumer", "worker", "events"])
+    running = Supervisor(tmp_path, env, ["payment_provider", "consumer", "worker", "events"])
     running.start()
     try:
         yield running
@@ -119,11 +132,20 @@ def supervisor(tmp_path, broker):
 
 
 def test_killed_consumer_and_worker_are_restarted_counted_and_everything_stops(supervisor):
+    provider_url = supervisor.env["PAYMENT_PROVIDER_URL"]
     wait_for(lambda: supervisor.running("consumer") and supervisor.running("worker"), timeout=90, interval=0.5,
              what="consumer and worker RUNNING under supervisord")  # fmt: skip
+    wait_for(lambda: healthy(provider_url), timeout=30, what="the payment provider's /health")
     multiproc_dir = Path(supervisor.env["PROMETHEUS_MULTIPROC_DIR"])
-    wait_for(lambda: restarts(multiproc_dir) == {"consumer": 0.0, "worker": 0.0, "events": 0.0}, timeout=30,
-             what="restart counters exported at zero")  # fmt: skip
+    wait_for(
+        lambda: restarts(multiproc_dir) == {"payment_provider": 0.0, "consumer": 0.0, "worker": 0.0, "events": 0.0},
+        timeout=30, what="restart counters exported at zero",
+    )  # fmt: skip
+
+    provider = supervisor.running("payment_provider")
+    os.kill(provider, signal.SIGKILL)
+    wait_for(lambda: supervisor.running("payment_provider", not_pid=provider) and healthy(provider_url), timeout=60,
+             interval=0.5, what="the payment provider restarted and healthy")  # fmt: skip
 
     consumer = supervisor.running("consumer")
     os.kill(consumer, signal.SIGKILL)
@@ -139,12 +161,18 @@ def test_killed_consumer_and_worker_are_restarted_counted_and_everything_stops(s
     # The killed worker's pool children do not linger taking tasks.
     wait_for(lambda: not any(alive(pid) for pid in pool), timeout=15, what="the old pool children gone")
 
-    wait_for(lambda: restarts(multiproc_dir) == {"consumer": 1.0, "worker": 1.0, "events": 0.0}, timeout=30,
-             what="one counted restart each")  # fmt: skip
+    wait_for(
+        lambda: restarts(multiproc_dir) == {"payment_provider": 1.0, "consumer": 1.0, "worker": 1.0, "events": 0.0},
+        timeout=30, what="one counted restart each",
+    )  # fmt: skip
     log = (supervisor.run_dir / "logs" / "events.log").read_text()
     assert "process consumer died" in log and "process worker died" in log
 
-    survivors = [supervisor.running("consumer"), supervisor.running("worker"), *children(supervisor.running("worker"))]
+    survivors = [
+        supervisor.running("payment_provider"), supervisor.running("consumer"), supervisor.running("worker"),
+        *children(supervisor.running("worker")),
+    ]  # fmt: skip
     assert all(survivors)
     assert supervisor.stop(signal.SIGINT) == 0  # Ctrl-C
     assert not [pid for pid in survivors if alive(pid)]
+    assert not healthy(provider_url)

@@ -4,8 +4,6 @@ import pytest
 from django.db import transaction
 
 from messaging.kafka.consumer import IncomingMessage
-from orders.payment_faults import payment_faults_cache_clear, payment_faults_reset
-from orders.payments import mock_gateway_connections_close
 from outbox.models import OutboxEvent
 from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
@@ -45,18 +43,7 @@ def in_transaction_outbox():
     return transaction.atomic
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _gateway_connections_closed(django_db_setup, django_db_blocker):
-    """Close the mock provider's kept connections before the test database is dropped."""
-    yield
-    with django_db_blocker.unblock():
-        mock_gateway_connections_close()
-
-
-@pytest.fixture
-def payment_faults():
-    """The run-time payment switch, reset before and after the test (process cache included)."""
-    payment_faults_reset()
-    yield
-    payment_faults_reset()
-    payment_faults_cache_clear()
+@pytest.fixture(autouse=True)
+def _payments_over_http(payment_provider):
+    """Every order test pays through the fake provider's process (tests/payment_provider.py), faults reset."""
+    return payment_provider

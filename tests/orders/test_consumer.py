@@ -8,7 +8,7 @@ from kafka import KafkaProducer
 from deadletters.models import DeadLetter
 from deadletters.services import dead_letters_replay
 from messaging.contract.events import ORDERS_CREATED, ORDERS_CREATED_DLQ, PAYMENTS_COMPLETED
-from orders.models import MockGatewayCharge, Order, PaymentTransaction
+from orders.models import Order, PaymentTransaction
 from outbox.models import OutboxEvent
 from outbox.relay import outbox_drain
 from tests.support import (
@@ -95,7 +95,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on(
     assert {letter.exception_class for letter in page.context["cl"].result_list} == {"orders.processing.PoisonMessage"}
 
 
-def test_killed_after_database_commit_before_offset_commit_pays_once(place_order, consumers):
+def test_killed_after_database_commit_before_offset_commit_pays_once(place_order, consumers, payment_provider):
     row = place_order()
     relay()
     crashing = consumers(CONSUMER_CRASH_AFTER_DB_COMMIT="true")
@@ -107,11 +107,11 @@ def test_killed_after_database_commit_before_offset_commit_pays_once(place_order
     wait_for(lambda: "duplicate delivery ignored" in survivor.log(), timeout=60, what="the redelivery")
 
     assert PaymentTransaction.objects.filter(order=order).count() == 1
-    assert MockGatewayCharge.objects.filter(idempotency_key=str(order.id)).count() == 1
+    assert len(payment_provider.charges(str(order.id))) == 1
     assert OutboxEvent.objects.filter(event_type="PAYMENT_COMPLETED", aggregate_id=str(order.id)).count() == 1
 
 
-def test_a_dead_letter_replayed_after_fixing_its_cause_is_processed_once(place_order, consumers):
+def test_a_dead_letter_replayed_after_fixing_its_cause_is_processed_once(place_order, consumers, payment_provider):
     row = place_order()
     order = Order.objects.get(id=row.aggregate_id)
     items = list(order.items.all())
@@ -133,7 +133,7 @@ def test_a_dead_letter_replayed_after_fixing_its_cause_is_processed_once(place_o
     assert dead_letters_replay(ids=[letter.id]).replayed == 1  # replayed twice by mistake
     wait_for(lambda: "duplicate delivery ignored" in consumer.log(), timeout=60, what="the second replay")
     assert PaymentTransaction.objects.filter(order=order).count() == 1
-    assert MockGatewayCharge.objects.filter(idempotency_key=str(order.id)).count() == 1
+    assert len(payment_provider.charges(str(order.id))) == 1
 
 
 def _partition_of(broker, order_id: str) -> tuple[int, int]:
@@ -174,11 +174,12 @@ def test_a_database_outage_is_retried_without_dead_letter_or_offset_commit(place
     proxy.cut()
 
 
-def test_sigterm_finishes_the_message_in_hand_then_commits_and_leaves(place_order, consumers, broker):
+def test_sigterm_finishes_the_message_in_hand_then_commits_and_leaves(place_order, consumers, broker, payment_provider):
     row = place_order()
     relay()
     partition, offset = _partition_of(broker, row.aggregate_id)
-    consumer = consumers(PAYMENT_MOCK_LATENCY_SECONDS="2.0")  # slow, but within the 5 s limit
+    payment_provider.faults(latency_seconds=2.0)  # slow, but within the 5 s limit
+    consumer = consumers()
     wait_for(lambda: status(row.aggregate_id) == "PROCESSING", timeout=60, what="the payment to be under way")
 
     consumer.process.send_signal(signal.SIGTERM)

@@ -33,8 +33,11 @@ def _resilience_lines(log: str) -> list[dict]:
     return lines
 
 
-def test_broker_killed_under_load_and_restarted_empty_the_consumer_reconnects_and_pays(place_order, consumers, broker):
-    consumer = consumers(PAYMENT_MOCK_LATENCY_SECONDS="0.2")
+def test_broker_killed_under_load_and_restarted_empty_the_consumer_reconnects_and_pays(
+    place_order, consumers, broker, payment_provider
+):
+    payment_provider.faults(latency_seconds=0.2)
+    consumer = consumers()
     before = [place_order() for _ in range(6)]
     outbox_drain(batch_size=100, time_budget_seconds=10)
     wait_for(lambda: Order.objects.filter(status="PAID").exists(), timeout=60, what="the consumer to be busy paying")

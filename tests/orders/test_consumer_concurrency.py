@@ -7,9 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import connections
 
-from orders.models import MockGatewayCharge
-from orders.payment_faults import payment_faults_set
-from orders.payments import PaymentOutcome, payment_charge
+from payments.gateway import ChargeOutcome, PaymentResult, payment_charge
 from resilience.breaker import State
 from resilience.policies import breaker_for, policy
 
@@ -18,15 +16,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 POLICY = "paymentService"
 
 
-def _charge_at_once(count: int) -> list[PaymentOutcome]:
+def _charge_at_once(count: int) -> tuple[list[str], list[PaymentResult]]:
     """Charge `count` new keys from `count` threads released together, as a full consumer pool does."""
-    outcomes: list[PaymentOutcome | None] = [None] * count
+    keys = [str(uuid.uuid4()) for _ in range(count)]
+    outcomes: list[PaymentResult | None] = [None] * count
     start = threading.Barrier(count)
 
     def charge(index: int) -> None:
         try:
             start.wait()
-            outcomes[index] = payment_charge(idempotency_key=str(uuid.uuid4()), amount=Decimal("10.00"))
+            outcomes[index] = payment_charge(idempotency_key=keys[index], amount=Decimal("10.00"))
         finally:
             connections.close_all()  # the thread's own connection, or the test database cannot be dropped
 
@@ -36,35 +35,36 @@ def _charge_at_once(count: int) -> list[PaymentOutcome]:
     for thread in threads:
         thread.join(timeout=60)
     assert all(outcome is not None for outcome in outcomes)
-    return outcomes
+    return keys, outcomes
 
 
 @pytest.mark.many_connections
-def test_sixteen_payments_at_once_through_a_half_open_breaker_let_only_its_trial_calls_through(payment_faults):
-    payment_faults_set(latency_seconds=0.3)  # the trials are still running when the others ask
+def test_sixteen_payments_at_once_through_a_half_open_breaker_let_only_its_trial_calls_through(payment_provider):
+    payment_provider.faults(latency_seconds=0.3)  # the trials are still running when the others ask
     breaker = breaker_for(POLICY)
     config = policy(POLICY).breaker
     # Opened long enough ago that the next call finds it ready to half-open.
     breaker.store.update(breaker.name, lambda doc: doc.update(state=State.OPEN.value, opened_at=time.time() - config.open_seconds - 1))
 
-    outcomes = _charge_at_once(16)
+    keys, outcomes = _charge_at_once(16)
 
-    charged = MockGatewayCharge.objects.count()
+    charged = sum(1 for key in keys if payment_provider.charges(key))
     assert 1 <= charged <= config.half_open_calls  # shared through Redis: the trial count caps every thread together
-    assert sum(outcome.approved for outcome in outcomes) == charged
-    refused = [outcome for outcome in outcomes if not outcome.approved]
+    assert sum(outcome.outcome is ChargeOutcome.APPROVED for outcome in outcomes) == charged
+    refused = [outcome for outcome in outcomes if outcome.outcome is not ChargeOutcome.APPROVED]
     assert len(refused) == 16 - charged
-    assert all("circuit open" in outcome.failure_reason for outcome in refused)
+    # Refused by the breaker: unknown (nothing was asked), never declined.
+    assert all(outcome.outcome is ChargeOutcome.UNKNOWN and "circuit open" in outcome.reason for outcome in refused)
     assert breaker.state() == State.CLOSED  # the trials succeeded
 
 
 @pytest.mark.many_connections
-def test_sixteen_payments_at_once_do_not_queue_for_the_time_limit_threads(payment_faults):
-    payment_faults_set(latency_seconds=1.0)
+def test_sixteen_payments_at_once_do_not_queue_for_the_time_limit_threads_or_the_connection_pool(payment_provider):
+    payment_provider.faults(latency_seconds=1.0)
 
     started = time.monotonic()
-    outcomes = _charge_at_once(16)
+    _, outcomes = _charge_at_once(16)
     elapsed = time.monotonic() - started
 
-    assert all(outcome.approved for outcome in outcomes)
+    assert all(outcome.outcome is ChargeOutcome.APPROVED for outcome in outcomes)
     assert elapsed < 1.8, elapsed  # one latency, not two: no call waited for a thread

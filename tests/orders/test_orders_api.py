@@ -26,6 +26,7 @@ ORDER_FIELDS = {
     "createdAt",
     "updatedAt",
     "completedAt",
+    "paymentUnknownSince",
 }
 TERMINAL = [OrderStatus.FULFILLED, OrderStatus.CANCELLED, OrderStatus.FAILED]
 

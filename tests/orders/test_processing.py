@@ -1,16 +1,18 @@
-"""OrderCreated → payment → PAID/FAILED + PaymentCompleted, exactly once, behind the payment policy."""
+"""OrderCreated → payment over HTTP → PAID/FAILED/in doubt + PaymentCompleted, exactly once, behind the payment policy."""
 import json
 import time
+from datetime import datetime
 
 import pytest
 from prometheus_client import REGISTRY
 
-from orders import payments
-from orders.models import MockGatewayCharge, Order, PaymentTransaction, ProcessedEvent
+from catalog.models import Product
+from orders.models import Order, OrderItem, PaymentTransaction, ProcessedEvent
 from orders.processing import Outcome, PoisonMessage, order_created_parse, process_order_created_message
 from outbox.models import OutboxEvent
+from payments.gateway import payment_charge
 from resilience.breaker import State
-from resilience.policies import breaker_for
+from resilience.policies import breaker_for, breakers_reset
 from tests.orders.conftest import order_created_message
 
 pytestmark = pytest.mark.django_db
@@ -20,9 +22,13 @@ def payment_completed(order: Order) -> list[OutboxEvent]:
     return list(OutboxEvent.objects.filter(event_type="PAYMENT_COMPLETED", aggregate_id=str(order.id)))
 
 
-def charges(order: Order) -> int:
-    """Charges the provider recorded for the order (its ledger is its own, outside our transactions)."""
-    return MockGatewayCharge.objects.filter(idempotency_key=str(order.id)).count()
+@pytest.fixture
+def charges(payment_provider):
+    def count(order: Order, status: str = "succeeded") -> int:
+        """Charges the provider holds for the order (its ledger is its own, in its own process)."""
+        return sum(1 for charge in payment_provider.charges(str(order.id)) if charge["status"] == status)
+
+    return count
 
 
 def duplicates() -> float:
@@ -38,7 +44,7 @@ class TestPaid:
         order = Order.objects.get(id=row.aggregate_id)
         assert (order.status, order.payment_status) == ("PAID", "SUCCESS")
         payment = PaymentTransaction.objects.get(order=order)
-        assert payment.attempt_count == 1 and payment.external_transaction_id.startswith("mock_")
+        assert payment.attempt_count == 1 and payment.external_transaction_id.startswith("ch_")
         [event] = payment_completed(order)
         assert event.topic == "payments.completed" and event.key == str(order.id)
         payload = event.payload
@@ -55,7 +61,7 @@ class TestPaid:
         body = api_client.get(f"/api/v1/orders/{order.order_number}").json()
         assert (body["status"], body["paymentStatus"]) == ("PAID", "SUCCESS")
 
-    def test_a_second_delivery_changes_nothing_and_is_counted(self, place_order):
+    def test_a_second_delivery_changes_nothing_and_is_counted(self, place_order, charges):
         row = place_order()
         process_order_created_message(order_created_message(row))
         before = duplicates()
@@ -68,36 +74,48 @@ class TestPaid:
         assert len(payment_completed(order)) == 1
         assert duplicates() == before + 1
 
-    def test_resuming_after_a_crash_between_payment_and_record_does_not_charge_twice(self, place_order):
+    def test_resuming_after_a_crash_between_payment_and_record_does_not_charge_twice(self, place_order, charges):
         row = place_order()
         order = Order.objects.get(id=row.aggregate_id)
         # The first delivery got as far as PROCESSING and the provider's charge, then died.
         Order.objects.filter(id=order.id).update(status="PROCESSING")
-        first = payments.payment_charge(idempotency_key=str(order.id), amount=order.subtotal)
+        first = payment_charge(idempotency_key=str(order.id), amount=order.subtotal)
 
         assert process_order_created_message(order_created_message(row)) == Outcome.PROCESSED
 
         assert charges(order) == 1
         payment = PaymentTransaction.objects.get(order=order)
-        assert payment.external_transaction_id == first.external_transaction_id
+        assert payment.external_transaction_id == first.charge_id
 
 
 class TestNotPaid:
-    def test_a_decline_fails_the_order_without_retrying(self, place_order, settings):
-        settings.PAYMENT_MOCK_SUCCESS_RATE = 0.0
-        settings.PAYMENT_MOCK_FAILURE_KIND = "decline"
+    def test_a_decline_fails_the_order_without_retrying_and_gives_back_exactly_its_stock(
+        self, place_order, payment_provider, charges
+    ):
+        payment_provider.faults(decline_rate=1.0)
         row = place_order()
+        [item] = OrderItem.objects.filter(order_id=row.aggregate_id)
+        product = Product.objects.get(id=item.product_id)
+        # Checkout took the item's units: 10 on hand, 2 bought.
+        assert (product.inventory_quantity, item.quantity) == (8, 2)
 
         process_order_created_message(order_created_message(row))
 
         order = Order.objects.get(id=row.aggregate_id)
-        assert (order.status, order.payment_status) == ("FAILED", "FAILED")
+        assert (order.status, order.payment_status, order.payment_unknown_since) == ("FAILED", "FAILED", None)
         payment = PaymentTransaction.objects.get(order=order)
-        assert (payment.attempt_count, payment.failure_reason) == (1, "card declined")
+        assert (payment.attempt_count, payment.failure_reason) == (1, "Your card was declined.")
         [event] = payment_completed(order)
-        assert (event.payload["status"], event.payload["failureReason"]) == ("FAILED", "card declined")
+        assert (event.payload["status"], event.payload["failureReason"]) == ("FAILED", "Your card was declined.")
+        assert charges(order, "failed") == 1 and charges(order) == 0
+        product.refresh_from_db()
+        assert product.inventory_quantity == 10  # exactly the order's 2 units back, once
+        # A redelivery gives nothing back twice.
+        assert process_order_created_message(order_created_message(row, offset=3)) == Outcome.DUPLICATE
+        product.refresh_from_db()
+        assert product.inventory_quantity == 10
 
-    def test_an_order_cancelled_meanwhile_is_recorded_and_skipped(self, place_order):
+    def test_an_order_cancelled_meanwhile_is_recorded_and_skipped(self, place_order, charges):
         row = place_order()
         Order.objects.filter(id=row.aggregate_id).update(status="CANCELLED")
 
@@ -112,12 +130,38 @@ class TestNotPaid:
         assert record.outcome == "SKIPPED" and "CANCELLED" in record.detail
 
 
-class TestPaymentTimeouts:
-    def test_timeouts_retry_open_the_breaker_fail_fast_then_recover(self, place_order, settings):
-        """The seed's payment-timeout test, with docs/contract.md's numbers and short waits."""
+class TestPaymentUnknown:
+    def test_an_unknown_answer_leaves_the_order_in_doubt_not_failed(
+        self, place_order, payment_provider, settings, charges, api_client
+    ):
+        settings.RESILIENCE_POLICIES = {"paymentService": {"timeout_seconds": 0.3, "retry": {"initial_seconds": 0.01}}}
+        breakers_reset()
+        payment_provider.faults(error_rate=1.0)
+        row = place_order()
+        stock = Product.objects.get(id=OrderItem.objects.get(order_id=row.aggregate_id).product_id).inventory_quantity
+
+        assert process_order_created_message(order_created_message(row)) == Outcome.PAYMENT_UNKNOWN
+
+        order = Order.objects.get(id=row.aggregate_id)
+        assert (order.status, order.payment_status, order.payment_charge_requests) == ("PROCESSING", "PENDING", 1)
+        assert order.payment_unknown_since is not None
+        assert not PaymentTransaction.objects.filter(order=order).exists()
+        assert payment_completed(order) == []  # no final state yet, so no PaymentCompleted
+        record = ProcessedEvent.objects.get(event_id=row.event_id)
+        assert record.outcome == "PAYMENT_UNKNOWN" and "after 3 attempt(s)" in record.detail
+        assert Product.objects.get(id=OrderItem.objects.get(order=order).product_id).inventory_quantity == stock
+        body = api_client.get(f"/api/v1/orders/{order.order_number}").json()
+        assert body["status"] == "PROCESSING"
+        assert datetime.fromisoformat(body["paymentUnknownSince"].replace("Z", "+00:00")) == order.payment_unknown_since
+        assert charges(order) == 0
+
+    def test_timeouts_retry_open_the_breaker_and_an_open_breaker_is_not_a_decline(
+        self, place_order, payment_provider, settings
+    ):
+        """The seed's payment-timeout test, with docs/contract.md's numbers and short waits: nothing is FAILED."""
         settings.RESILIENCE_POLICIES = {
             "paymentService": {
-                # Limits far above the healthy gateway's 10 ms, so a busy
+                # Limits far above the healthy provider's few ms, so a busy
                 # machine (the suite runs in parallel) does not make a
                 # healthy trial call slow and reopen the breaker.
                 "timeout_seconds": 0.4,
@@ -125,54 +169,32 @@ class TestPaymentTimeouts:
                 "breaker": {"open_seconds": 1.0, "slow_call_seconds": 0.4},
             }
         }
-        settings.PAYMENT_MOCK_LATENCY_SECONDS = 0.8  # above the time limit
-        calls = []
-        real_gateway = payments.payment_gateway
+        breakers_reset()
+        payment_provider.faults(hang_rate=1.0)  # no answer, no charge
+        slow = [place_order() for _ in range(3)]
+        for row in slow[:2]:
+            assert process_order_created_message(order_created_message(row)) == Outcome.PAYMENT_UNKNOWN
+        first, second = [ProcessedEvent.objects.get(event_id=row.event_id) for row in slow[:2]]
+        assert "after 3 attempt(s)" in first.detail  # retried, then given up: unknown, not declined
+        # The fifth failed call (this order's second attempt) opened the breaker.
+        assert "circuit open" in second.detail
+        assert breaker_for("paymentService").state() == State.OPEN
 
-        def counting_gateway():
-            gateway = real_gateway()
-            original = gateway.charge
+        assert process_order_created_message(order_created_message(slow[2])) == Outcome.PAYMENT_UNKNOWN
+        assert "circuit open" in ProcessedEvent.objects.get(event_id=slow[2].event_id).detail
+        for row in slow:
+            order = Order.objects.get(id=row.aggregate_id)
+            assert order.status == "PROCESSING" and order.payment_unknown_since is not None
+            assert payment_completed(order) == [] and payment_provider.charges(str(order.id)) == []
 
-            def charge(**kwargs):
-                calls.append(kwargs["idempotency_key"])
-                return original(**kwargs)
-
-            gateway.charge = charge
-            return gateway
-
-        payments.payment_gateway = counting_gateway
-        try:
-            slow = [place_order() for _ in range(3)]
-            for row in slow[:2]:
-                process_order_created_message(order_created_message(row))
-            first, second = [PaymentTransaction.objects.get(order_id=row.aggregate_id) for row in slow[:2]]
-            assert first.attempt_count == 3  # retried, then given up
-            assert "unreachable after 3 attempt" in first.failure_reason
-            # The fifth failed call (this order's second attempt) opened the breaker.
-            assert second.attempt_count == 2 and "circuit open" in second.failure_reason
-            assert breaker_for("paymentService").state() == State.OPEN
-
-            calls_before = len(calls)
-            process_order_created_message(order_created_message(slow[2]))
-            fast_fail = PaymentTransaction.objects.get(order_id=slow[2].aggregate_id)
-            assert len(calls) == calls_before  # the gateway was not called
-            assert fast_fail.attempt_count == 0 and "circuit open" in fast_fail.failure_reason
-            for row in slow:
-                order = Order.objects.get(id=row.aggregate_id)
-                assert order.status == "FAILED"
-                [event] = payment_completed(order)
-                assert event.payload["status"] == "FAILED" and event.payload["failureReason"]
-
-            # After the open period the breaker lets trials through; a healthy gateway closes it.
-            time.sleep(1.1)
-            settings.PAYMENT_MOCK_LATENCY_SECONDS = 0.01
-            healthy = [place_order() for _ in range(3)]
-            for row in healthy:
-                process_order_created_message(order_created_message(row))
-            assert breaker_for("paymentService").state() == State.CLOSED
-            assert {Order.objects.get(id=row.aggregate_id).status for row in healthy} == {"PAID"}
-        finally:
-            payments.payment_gateway = real_gateway
+        # After the open period the breaker lets trials through; a healthy provider closes it.
+        time.sleep(1.1)
+        payment_provider.faults_reset()
+        healthy = [place_order() for _ in range(3)]
+        for row in healthy:
+            process_order_created_message(order_created_message(row))
+        assert breaker_for("paymentService").state() == State.CLOSED
+        assert {Order.objects.get(id=row.aggregate_id).status for row in healthy} == {"PAID"}
 
 
 class TestPoison:

@@ -13,12 +13,12 @@ from prometheus_client import REGISTRY
 from ecommerce.metrics import PlatformStateCollector
 from messaging.contract.events import ORDERS_CREATED, PAYMENTS_COMPLETED
 from messaging.kafka.producer import event_producer_reset
-from orders.models import MockGatewayCharge, Order, PaymentTransaction
-from orders.payments import payment_charge
+from orders.models import Order, PaymentTransaction
 from orders.reconciliation import ReconcileReport, orders_reconcile
 from orders.tasks import reconcile
 from outbox.models import OutboxEvent
 from outbox.relay import outbox_drain
+from payments.gateway import ChargeOutcome, payment_charge, payment_lookup
 from tests.support import ConsumerProcess, read_topic, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,14 +33,17 @@ def reconciled(action: str) -> float:
 
 
 def charges(order_id) -> int:
-    return MockGatewayCharge.objects.filter(idempotency_key=str(order_id)).count()
+    """Succeeded charges the provider holds under the order's key (its own ledger, over HTTP)."""
+    found = payment_lookup(idempotency_key=str(order_id))
+    assert found.known, found.reason
+    return int(found.found is not None and found.found.status == "succeeded")
 
 
 def take_payment_then_stop(row: OutboxEvent) -> None:
     """What a consumer that died mid-payment leaves: the order PROCESSING, the provider's charge taken, nothing recorded."""
     order = Order.objects.get(id=row.aggregate_id)
     Order.objects.filter(id=order.id).update(status="PROCESSING")
-    assert payment_charge(idempotency_key=str(order.id), amount=order.subtotal).approved
+    assert payment_charge(idempotency_key=str(order.id), amount=order.subtotal).outcome is ChargeOutcome.APPROVED
 
 
 def as_if_relayed(rows: list[OutboxEvent]) -> None:

@@ -162,12 +162,15 @@ class TestChangePage:
 
 
 class TestRequeueAction:
-    def test_requeues_selected_failed_rows_only(self, admin_client):
+    def test_requeues_selected_failed_and_refused_rows_only(self, admin_client):
         published_at = timezone.now() - timedelta(minutes=5)
         retry_at = timezone.now() + timedelta(minutes=5)
-        failed_one, failed_two, failed_unselected, published, pending = (event(aggregate()) for _ in range(5))
-        OutboxEvent.objects.filter(id__in=[failed_one.id, failed_two.id, failed_unselected.id]).update(
+        failed_one, refused, failed_unselected, published, pending = (event(aggregate()) for _ in range(5))
+        OutboxEvent.objects.filter(id__in=[failed_one.id, failed_unselected.id]).update(
             status=OutboxStatus.FAILED, attempts=5, last_error="KafkaTimeoutError: boom"
+        )
+        OutboxEvent.objects.filter(id=refused.id).update(
+            status=OutboxStatus.REFUSED, attempts=1, last_error="MessageSizeTooLargeError: too big"
         )
         OutboxEvent.objects.filter(id=published.id).update(
             status=OutboxStatus.PUBLISHED, attempts=1, published_at=published_at
@@ -178,7 +181,7 @@ class TestRequeueAction:
             CHANGELIST,
             {
                 "action": "requeue_failed",
-                "_selected_action": [failed_one.id, failed_two.id, published.id, pending.id],
+                "_selected_action": [failed_one.id, refused.id, published.id, pending.id],
                 "index": 0,
             },
         )
@@ -191,8 +194,8 @@ class TestRequeueAction:
         assert rows[failed_one.id] == {
             "id": failed_one.id, "status": "PENDING", "attempts": 0, "next_attempt_at": None, "published_at": None,
         }  # fmt: skip
-        assert rows[failed_two.id] == {
-            "id": failed_two.id, "status": "PENDING", "attempts": 0, "next_attempt_at": None, "published_at": None,
+        assert rows[refused.id] == {
+            "id": refused.id, "status": "PENDING", "attempts": 0, "next_attempt_at": None, "published_at": None,
         }  # fmt: skip
         assert rows[published.id] == {
             "id": published.id, "status": "PUBLISHED", "attempts": 1, "next_attempt_at": None, "published_at": published_at,
@@ -203,7 +206,7 @@ class TestRequeueAction:
         assert rows[failed_unselected.id]["status"] == "FAILED" and rows[failed_unselected.id]["attempts"] == 5
 
         page = admin_client.get(CHANGELIST)
-        assert "Requeued 2 FAILED row(s); other rows were left alone." in page.content.decode()
+        assert "Requeued 2 FAILED or REFUSED row(s); other rows were left alone." in page.content.decode()
 
 
 class TestOtherChangelists:

@@ -9,11 +9,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from messaging.contract.events import ORDERS_CREATED
+from messaging.kafka.producer import event_producer_reset
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_batch_publish, outbox_drain
-from outbox.services import outbox_failed_requeue, outbox_published_purge
-from resilience.breaker import State
+from outbox.services import outbox_events_republish, outbox_failed_requeue, outbox_published_purge
+from resilience.breaker import BreakerConfig, CircuitBreaker, MemoryStore, State
 from resilience.policies import breaker_for
 from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
@@ -87,34 +88,99 @@ class TestPublishing:
         assert OutboxEvent.objects.get(id=second.id).attempts == 0  # held back, not attempted
 
 
+class Clock:
+    now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wedged_orders(count: int) -> list[OutboxEvent]:
+    """Orders whose first event is FAILED and whose next one waits behind it (a refund behind a failed payment)."""
+    held = []
+    for _ in range(count):
+        aggregate = str(uuid.uuid4())
+        failed = event(aggregate, 0)
+        OutboxEvent.objects.filter(id=failed.id).update(status=OutboxStatus.FAILED, attempts=5, last_error="boom")
+        held.append(event(aggregate, 1))
+    return held
+
+
+@pytest.mark.kafka
+class TestHeldBackRows:
+    """Rows waiting behind an earlier unpublished row of their order never take a batch's place."""
+
+    def test_held_back_rows_do_not_fill_a_batch(self):
+        held = wedged_orders(10)
+        fresh = event(str(uuid.uuid4()), 0)
+
+        report = outbox_batch_publish(batch_size=5)
+
+        assert (report.claimed, report.published, report.held_back) == (1, 1, 0)
+        assert OutboxEvent.objects.get(id=fresh.id).status == OutboxStatus.PUBLISHED
+        rows = OutboxEvent.objects.filter(id__in=[row.id for row in held])
+        assert set(rows.values_list("status", "attempts")) == {(OutboxStatus.PENDING, 0)}
+
+    def test_a_half_open_trial_reaches_the_breaker_past_held_back_rows(self):
+        # given: the breaker opened a while ago, and ten wedged orders ahead of a new checkout's row
+        clock = Clock()
+        config = BreakerConfig(open_seconds=30, half_open_calls=3)
+        breaker = CircuitBreaker("relay-trial", config, MemoryStore(), clock=clock)
+        breaker.record_outcomes(breaker.acquire(), successes=0, failures=5)
+        assert breaker.state() == State.OPEN
+        clock.now += 31
+        held = wedged_orders(10)
+        fresh = event(str(uuid.uuid4()), 0)
+
+        # when: three sweeps, each a half-open trial of at most ten rows
+        reports = [outbox_batch_publish(batch_size=1000, breaker=breaker) for _ in range(3)]
+
+        # then: the first trial published the new row; the wedged rows were never claimed
+        outcomes = [(report.claimed, report.published, report.breaker_open) for report in reports]
+        assert outcomes == [(1, 1, False), (0, 0, False), (0, 0, False)]
+        assert OutboxEvent.objects.get(id=fresh.id).status == OutboxStatus.PUBLISHED
+        assert breaker.state() == State.HALF_OPEN  # one good trial of three counted
+        assert breaker.store.read("relay-trial")["trial_results"] == ["OK"]
+        held_statuses = OutboxEvent.objects.filter(id__in=[row.id for row in held]).values_list("status", flat=True)
+        assert set(held_statuses) == {"PENDING"}
+
+
 @pytest.mark.kafka
 class TestFailures:
-    def test_permanent_failure_fails_at_once_holds_back_the_order_and_requeue_publishes_it(self, settings):
+    def test_a_refused_row_holds_back_its_order_is_never_requeued_by_the_job_and_an_operator_requeues_it(
+        self, settings, admin_client
+    ):
         aggregate = str(uuid.uuid4())
         big = event(aggregate, 0)
         OutboxEvent.objects.filter(id=big.id).update(payload={"sequence": 0, "blob": "x" * 5000})
         after = event(aggregate, 1)
         settings.KAFKA_MAX_REQUEST_BYTES = 1000  # the broker's limit, for this test
-        from messaging.kafka.producer import event_producer_reset
-
         event_producer_reset()
 
         report = outbox_batch_publish(batch_size=100)
 
         big.refresh_from_db()
         after.refresh_from_db()
-        assert (big.status, big.attempts) == ("FAILED", 1)
+        assert (big.status, big.attempts) == ("REFUSED", 1)
         assert "MessageSizeTooLarge" in big.last_error
-        assert (after.status, after.attempts) == ("PENDING", 0)  # never overtakes the failed event
+        assert (after.status, after.attempts) == ("PENDING", 0)  # never overtakes the refused event
         assert report.failed == 1 and report.published == 0
 
+        # The periodic requeue leaves it alone: sending it again cannot help.
+        assert outbox_failed_requeue(batch_size=100) == 0
         drain()
+        big.refresh_from_db()
         after.refresh_from_db()
-        assert after.status == "PENDING"  # still held back behind the FAILED row
+        assert (big.status, big.attempts) == ("REFUSED", 1)
+        assert after.status == "PENDING"  # still held back behind the refused row
 
-        settings.KAFKA_MAX_REQUEST_BYTES = 1048576  # the cause is gone
+        # An operator removes the cause, then requeues it from the admin.
+        settings.KAFKA_MAX_REQUEST_BYTES = 1048576
         event_producer_reset()
-        assert outbox_failed_requeue(batch_size=100) == 1
+        response = admin_client.post(
+            "/admin/outbox/outboxevent/", {"action": "requeue_failed", "_selected_action": [big.id], "index": 0}
+        )
+        assert response.status_code == 302
         drain()
 
         assert set(OutboxEvent.objects.values_list("status", flat=True)) == {"PUBLISHED"}
@@ -151,8 +217,6 @@ class TestFailures:
         assert row.status == "FAILED" and row.last_error
 
         settings.KAFKA_BOOTSTRAP_SERVERS = live
-        from messaging.kafka.producer import event_producer_reset
-
         event_producer_reset()
         outbox_failed_requeue(batch_size=10)
         drain()
@@ -182,3 +246,15 @@ class TestHousekeeping:
         OutboxEvent.objects.filter(id=recent.id).update(status="PUBLISHED", published_at=timezone.now())
         assert outbox_published_purge(older_than=timedelta(days=7), batch_size=1) == 1
         assert set(OutboxEvent.objects.values_list("id", flat=True)) == {recent.id, pending.id}
+
+    def test_republishing_leaves_refused_rows_for_an_operator(self):
+        published, failed, refused = event("a", 0), event("b", 0), event("c", 0)
+        OutboxEvent.objects.filter(id=published.id).update(status="PUBLISHED", published_at=timezone.now())
+        OutboxEvent.objects.filter(id=failed.id).update(status="FAILED", attempts=5, last_error="timeout")
+        OutboxEvent.objects.filter(id=refused.id).update(status="REFUSED", attempts=1, last_error="too large")
+
+        assert outbox_events_republish(ids=[published.id, failed.id, refused.id]) == 2
+
+        rows = {row["id"]: row for row in OutboxEvent.objects.values("id", "status", "attempts", "last_error")}
+        assert [rows[published.id]["status"], rows[failed.id]["status"]] == ["PENDING", "PENDING"]
+        assert rows[refused.id] == {"id": refused.id, "status": "REFUSED", "attempts": 1, "last_error": "too large"}

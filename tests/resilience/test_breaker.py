@@ -138,10 +138,45 @@ def test_slow_calls_open_at_their_own_rate(store):
     assert breaker.state() == State.OPEN  # 3 slow of 5 = 60%
 
 
-def test_batch_outcomes_fill_the_window(store):
+def test_a_big_batch_is_judged_by_its_failure_rate_not_its_last_outcomes(store):
     breaker = make(store, Clock())
-    breaker.record_outcomes(breaker.acquire(), successes=500, failures=5)
-    assert breaker.state() == State.OPEN  # the last 10 outcomes: 5 failures
+    breaker.record_outcomes(breaker.acquire(), successes=995, failures=5)
+    assert breaker.state() == State.CLOSED  # 0.5% of a 1,000-row batch
+    breaker.record_outcomes(breaker.acquire(), successes=520, failures=480)
+    assert breaker.state() == State.CLOSED  # 48%: below the threshold, however the window rounds it
+    breaker.record_outcomes(breaker.acquire(), successes=400, failures=600)
+    assert breaker.state() == State.OPEN  # 60%: mostly failing
+
+
+def test_a_big_batch_at_a_low_rate_leaves_the_window_below_the_threshold(store):
+    breaker = make(store, Clock())
+    breaker.record_outcomes(breaker.acquire(), successes=940, failures=60)  # 6%
+    fail(breaker, 4)
+    assert breaker.state() == State.CLOSED  # the batch weighs as 10 calls, none failed: 4 of the last 10
+    fail(breaker)
+    assert breaker.state() == State.OPEN
+
+
+def test_a_batch_smaller_than_the_window_counts_each_outcome(store):
+    breaker = make(store, Clock())
+    breaker.record_outcomes(breaker.acquire(), successes=0, failures=6)
+    assert breaker.state() == State.OPEN  # a broker down: the first small batch opens it
+
+
+def test_half_open_trial_batches_are_judged_by_their_rate(store):
+    clock = Clock()
+    breaker = make(store, clock)
+    fail(breaker, 5)
+    clock.now += 31
+    for _ in range(3):
+        breaker.record_outcomes(breaker.acquire(), successes=9, failures=1)
+    assert breaker.state() == State.CLOSED  # one transient failure in ten rows: the broker works
+
+    fail(breaker, 5)
+    clock.now += 31
+    for _ in range(3):
+        breaker.record_outcomes(breaker.acquire(), successes=4, failures=6)
+    assert breaker.state() == State.OPEN
 
 
 def _fail_in_another_process(url: str, name: str, times: int) -> None:

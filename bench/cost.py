@@ -1,0 +1,234 @@
+"""Cost bench: CPU per accepted order, by process group, and what the idle platform burns.
+
+    .venv/bin/python bench/cost.py --rate 15 --duration 60 --idle 30 --provider-latency 0.3
+    .venv/bin/python bench/cost.py --checkout /path/to/main --checkout . --rate 15   # A/B, back to back
+
+Without `--checkout` it measures the platform already running from this
+checkout (`bash scripts/run.sh`). With one or more `--checkout DIR` it starts
+each checkout's platform in turn (`DIR/scripts/run.sh`, a database of its
+own, the same ports), measures it, and stops it, so two versions are judged
+in one run on the same machine state.
+
+For each platform: the CPU of every platform process (bench/processes.py)
+over `--idle` seconds with no traffic, as a share of one core; then an
+open-loop checkout load (bench/load.py) at `--rate` for `--duration` seconds,
+until every order it placed is settled, as ms of CPU per accepted checkout
+(201), by group. Also counted: PostgreSQL connections opened to the
+platform's database during the load, and by which group. The machine's
+calibration (bench/calibration.py) is measured in the same run.
+
+CPU time per order is the figure a shared machine blurs least; the load
+generator's own CPU is not counted (it is this process).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+from bench.calibration import calibration_measure  # noqa: E402
+from bench.e2e import Platform  # noqa: E402
+from bench.load import catalog_products, checkout_load  # noqa: E402
+from bench.platforms import platform_started  # noqa: E402
+from bench.processes import PlatformProcesses, cpu_seconds_by_group, postgres_backends  # noqa: E402
+from bench.stats import percentile  # noqa: E402
+
+WARM_UP_SECONDS = 20
+
+
+def _socket_owners(pids: set[int]) -> dict[str, int]:
+    """socket inode -> pid, for the given processes."""
+    owners = {}
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    owners[target[8:-1]] = pid
+        except OSError:
+            continue
+    return owners
+
+
+def _port_inodes() -> dict[int, str]:
+    """local TCP port -> socket inode (IPv4 and IPv6 loopback)."""
+    inodes = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            inodes[int(fields[1].rsplit(":", 1)[1], 16)] = fields[9]
+    return inodes
+
+
+class ConnectionWatch:
+    """Samples the platform database's backends; names the client group of each new one."""
+
+    def __init__(self, processes: PlatformProcesses, database: str) -> None:
+        self.processes, self.database = processes, database
+        self.opened: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ConnectionWatch":
+        self._known = postgres_backends(self.processes.snapshot(), self.database)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            snapshot = self.processes.snapshot()
+            backends = postgres_backends(snapshot, self.database)
+            new = backends - self._known
+            self._known |= backends
+            if not new:
+                continue
+            inodes = _port_inodes()
+            owners = _socket_owners({pid for pid, process in snapshot.items() if process.group != "postgresql"})
+            for pid in new:
+                port = re.search(r"\((\d+)\)", snapshot[pid].command)
+                owner = owners.get(inodes.get(int(port.group(1)), ""), None) if port else None
+                self.opened[snapshot[owner].group if owner in snapshot else "unknown"] += 1
+
+
+def _idle(processes: PlatformProcesses, seconds: float, when: str) -> Counter:
+    print(f"  idle {seconds:g} s {when}", file=sys.stderr, flush=True)
+    before = processes.snapshot()
+    time.sleep(seconds)
+    return cpu_seconds_by_group(before, processes.snapshot())
+
+
+def measure(base_url: str, processes: PlatformProcesses, database: str, *, arguments) -> dict:
+    platform = Platform(base_url, username="manager", password="manager123", metrics_token=None, timeout_seconds=30)
+    products = catalog_products(base_url)
+    platform.restock(products, at_least=int(arguments.rate * arguments.duration / max(len(products), 1)) + 200)
+    idle = _idle(processes, arguments.idle, "before the load")
+    print(f"  load {arguments.rate:g}/s for {arguments.duration:g} s", file=sys.stderr, flush=True)
+    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before, started = processes.snapshot(), time.monotonic()
+    with ConnectionWatch(processes, database) as connections:
+        results = checkout_load(
+            base_url=base_url, rate=arguments.rate, duration_seconds=arguments.duration, products=products,
+            timeout_seconds=10,
+        )  # fmt: skip
+        deadline = time.monotonic() + arguments.settle_timeout
+        while platform.unsettled(since=since) and time.monotonic() < deadline:
+            time.sleep(1)
+        loaded = cpu_seconds_by_group(before, processes.snapshot())
+    window = time.monotonic() - started
+    idle_after = _idle(processes, arguments.idle, "after the load")
+    accepted = [result for result in results if result.error is None]
+    return {
+        # Idle twice: fresh, and after traffic (connections, consumer groups and caches then exist).
+        "idle_cpu_share": {group: seconds / arguments.idle for group, seconds in idle.items()},
+        "idle_after_cpu_share": {group: seconds / arguments.idle for group, seconds in idle_after.items()},
+        "load_cpu_seconds": dict(loaded),
+        "window_seconds": window,
+        "offered": len(results),
+        "accepted": len(accepted),
+        "unsettled": platform.unsettled(since=since),
+        "checkout_p99": percentile([r.checkout_seconds for r in accepted], 0.99),
+        "connections_opened": dict(connections.opened),
+    }
+
+
+def measure_checkout(checkout: Path, label: str, arguments) -> dict:
+    """Start `checkout`'s platform, let it warm up, measure it; it is stopped whatever happens."""
+    with platform_started(checkout, label, web_port=arguments.web_port, log_dir=ROOT / ".run") as platform:
+        time.sleep(WARM_UP_SECONDS)
+        if arguments.provider_latency is not None:
+            platform.manage("payment_faults", "--latency", str(arguments.provider_latency))
+        processes = PlatformProcesses(platform.run_dir)
+        return measure(platform.base_url, processes, platform.database, arguments=arguments)
+
+
+def report(rows: dict[str, dict]) -> str:
+    groups = sorted({group for row in rows.values() for group in (*row["load_cpu_seconds"], *row["idle_cpu_share"], *row["idle_after_cpu_share"])})
+    labels = list(rows)
+    width = max(16, *(len(label) + 14 for label in labels))
+    lines = ["ms of CPU per accepted checkout, by group; the idle platform before and after the load, % of one core"]
+    columns = ("ms/order", "idle%", "idle-after%")
+    lines.append(f"{'group':<14}" + "".join(f"{label + ' ' + column:>{width}}" for label in labels for column in columns))
+    for group in groups:
+        cells = ""
+        for label in labels:
+            row = rows[label]
+            per_order = row["load_cpu_seconds"].get(group, 0.0) * 1000 / max(row["accepted"], 1)
+            cells += f"{per_order:>{width}.1f}{row['idle_cpu_share'].get(group, 0.0) * 100:>{width}.1f}"
+            cells += f"{row['idle_after_cpu_share'].get(group, 0.0) * 100:>{width}.1f}"
+        lines.append(f"{group:<14}" + cells)
+    total = ""
+    for label in labels:
+        row = rows[label]
+        total += f"{sum(row['load_cpu_seconds'].values()) * 1000 / max(row['accepted'], 1):>{width}.1f}"
+        total += f"{sum(row['idle_cpu_share'].values()) * 100:>{width}.1f}"
+        total += f"{sum(row['idle_after_cpu_share'].values()) * 100:>{width}.1f}"
+    lines.append(f"{'TOTAL':<14}" + total)
+    for label, row in rows.items():
+        lines.append(
+            f"{label}: {row['accepted']}/{row['offered']} accepted, {row['unsettled']} unsettled at the end, "
+            f"checkout p99 {row['checkout_p99'] * 1000:.0f} ms, window {row['window_seconds']:.0f} s, "
+            f"PostgreSQL connections opened during the load: {row['connections_opened'] or 0}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--checkout", action="append", type=Path, help="start and measure this checkout's platform (repeat for A/B)"
+    )
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="the running platform (without --checkout)")
+    parser.add_argument("--web-port", type=int, default=8000, help="WEB_PORT for the platforms --checkout starts")
+    parser.add_argument("--rate", type=float, default=15.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--idle", type=float, default=30.0)
+    parser.add_argument(
+        "--provider-latency", type=float, default=0.3, help="seconds, set with manage.py payment_faults (--checkout only)"
+    )
+    parser.add_argument("--settle-timeout", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    arguments = parser.parse_args()
+    (ROOT / ".run").mkdir(exist_ok=True)
+    calibration = calibration_measure()
+    print(calibration.line(), file=sys.stderr, flush=True)
+    if arguments.checkout:
+        rows = {}
+        for index, checkout in enumerate(arguments.checkout):
+            label = chr(ord("a") + index)
+            rows[label] = measure_checkout(checkout.resolve(), label, arguments)
+            rows[label]["checkout"] = str(checkout.resolve())
+    else:
+        database = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ecommerce").rsplit("/", 1)[1]
+        processes = PlatformProcesses(ROOT / ".run")
+        rows = {"this": measure(arguments.base_url, processes, database, arguments=arguments)}
+    print(report(rows))
+    after = calibration_measure()
+    print(calibration.line() + "  (before)")
+    print(after.line() + "  (after)")
+    if arguments.out:
+        figures = {"rows": rows, "calibration": [calibration.as_dict(), after.as_dict()], "arguments": vars(arguments)}
+        arguments.out.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
