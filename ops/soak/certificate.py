@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.soak.checker import Check, Evidence, Finding, certificate_checks, findings_take, mock_ledger_check
+from ops.soak.checker import Check, Evidence, Finding, certificate_checks, findings_take, provider_ledger_check
 from ops.soak.history import FaultRecord, HistoryData, Operation, Outcome, spans_overlapping
 from ops.soak.readback import ReadBack
 
@@ -70,7 +70,7 @@ class Certificate:
 
 
 def certificate_build(
-    history: HistoryData, readback: ReadBack, *, command: str = "", ledger_check: Check = mock_ledger_check
+    history: HistoryData, readback: ReadBack, *, command: str = "", ledger_check: Check = provider_ledger_check
 ) -> Certificate:
     """Judge a run from its history and read-backs alone."""
     evidence = Evidence(history, readback)

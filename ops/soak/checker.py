@@ -21,27 +21,31 @@ What is certified (docs/runbook.md, "Soak"):
 * every published row is on its topic (unless a broker loss after its
   publication took it), and per order the events on each topic come in the
   outbox's commit order, on one partition;
-* the provider's ledger matches the orders (`ledger_check`, which the caller
-  may replace: issue 14's `payments_ledger_check` plugs in here);
-* stock is conserved: what the products lost is what their orders hold;
+* the provider's ledger matches the orders (`provider_ledger_check`: the
+  payment ledger check's own judgement, orders/ledger.py, on the read-backs;
+  the caller may pass another);
+* stock is conserved: what the products lost is what their orders hold
+  (CANCELLED and FAILED orders gave theirs back);
 * no dead letter but the poison the nemesis sent, each exactly once.
 """
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from ops.soak.history import HistoryData, Operation, Outcome, RequestRecord
 from ops.soak.readback import TOPICS, ReadBack
+from orders.ledger import KeyCharges, LedgerOrder, ledger_compare, ledger_totals
+from payments.client import ProviderCharge
 
 EXAMPLES = 20
 PAID_STATUSES = {"PAID", "FULFILLED"}
 FINAL_STATUSES = PAID_STATUSES | {"FAILED", "CANCELLED"}
-# Orders that keep the stock they took. Today only a cancel gives stock back
-# (orders/services.py order_cancel): a FAILED order keeps it. The certificate
-# shows the units FAILED orders hold, so a change of that rule shows too.
-STOCK_RELEASING_STATUSES = {"CANCELLED"}
+# Orders that gave their stock back (orders/services.py: order_cancel, order_fail); every other order holds it.
+STOCK_RELEASING_STATUSES = {"CANCELLED", "FAILED"}
 ORDER_CREATED = "ORDER_CREATED"
 PAYMENT_COMPLETED = "PAYMENT_COMPLETED"
 PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
@@ -283,50 +287,58 @@ def check_delivery(evidence: Evidence) -> Finding:
     return finding
 
 
-def mock_ledger_check(evidence: Evidence) -> Finding:
-    """The mock gateway's charges against the orders: a PAID order charged once for its total, no other charge kept."""
+def _provider_charge(charge: dict[str, Any]) -> ProviderCharge:
+    return ProviderCharge(
+        id=charge["id"], idempotency_key=charge["key"], amount=Decimal(charge["amount"]), status=charge["status"],
+        refunded=charge["refunded"], created=datetime.fromtimestamp(charge["created_at"], tz=UTC),
+    )  # fmt: skip
+
+
+def provider_ledger_check(evidence: Evidence) -> Finding:
+    """The provider's charges against the orders, judged by the payment ledger check (orders/ledger.py), over the run.
+
+    Judged: every order created since the run began and every charge naming
+    no order made since then; an order still in payment is not judged here
+    (`settled` reports it).
+    """
     finding = Finding("ledger", "the provider's ledger matches the orders")
-    charges: dict[str, list[dict]] = defaultdict(list)
-    for charge in evidence.readback.ledger:
-        charges[charge["key"]].append(charge)
-    kept = Counter()
-    for order in evidence.orders:
-        approved = [charge for charge in charges.pop(order["id"], []) if charge["approved"]]
-        standing = [charge for charge in approved if not charge["refunded"]]
-        if order["status"] in PAID_STATUSES:
-            if len(standing) != 1 or Decimal(standing[0]["amount"]) != Decimal(order["subtotal"]):
-                finding.violate(f"{order['number']} is {order['status']}: {len(standing)} standing charges, expected one of {order['subtotal']}")
-            kept["paid"] += 1
-        elif order["status"] in ("FAILED", "CANCELLED") and standing:
-            finding.violate(f"{order['number']} is {order['status']} but its customer is charged {standing[0]['amount']}")
-        elif order["status"] in ("FAILED", "CANCELLED") and approved:
-            kept["refunded"] += 1
-    earlier = {order["id"] for order in evidence.readback.orders if order["created_at"] < evidence.run.started_at}
-    for key, rest in charges.items():
-        if key in earlier:
-            continue  # an order from before the run, paid as it began
-        if any(charge["approved"] and not charge["refunded"] and charge["created_at"] >= evidence.run.started_at for charge in rest):
-            finding.violate(f"charge {key}: approved during the run for no order of it")
-    finding.figures = {"paid_orders_matched": kept["paid"], "refunded": kept["refunded"], "mismatches": finding.count}
+    started = evidence.run.started_at
+    orders = {order["id"]: order for order in evidence.readback.orders}
+    charges = [_provider_charge(charge) for charge in evidence.readback.ledger]
+
+    def in_run(key: str, charges: KeyCharges) -> bool:
+        order = orders.get(key)
+        moment = order["created_at"] if order is not None else charges.newest.timestamp() if charges.newest else 0.0
+        return moment >= started
+
+    totals = {key: charges for key, charges in ledger_totals(charges).items() if in_run(key, charges)}
+    judged = [
+        LedgerOrder(id=uuid.UUID(order["id"]), order_number=order["number"], status=order["status"], total=Decimal(order["subtotal"]))
+        for order in orders.values()
+        if order["created_at"] >= started
+    ]
+    report = ledger_compare(totals=totals, orders=judged)
+    for entry in report.mismatches:
+        finding.violate(entry.line())
+    finding.figures = {
+        "charges": report.charges, "refunded": report.refunded, "orders_compared": report.orders,
+        "in_payment": len(report.in_payment), "mismatches": len(report.mismatches),
+    }  # fmt: skip
     return finding
 
 
 def check_stock(evidence: Evidence) -> Finding:
     finding = Finding("stock", "stock conserved: what each product lost is what its orders hold")
     held: Counter = Counter()
-    held_by_failed: Counter = Counter()
+    given_back: Counter = Counter()
     for order in [*evidence.orders, *evidence.foreign]:
-        if order["status"] in STOCK_RELEASING_STATUSES:
-            continue
         for product_id, quantity in order["items"]:
-            held[product_id] += quantity
-            if order["status"] == "FAILED":
-                held_by_failed[product_id] += quantity
+            (given_back if order["status"] in STOCK_RELEASING_STATUSES else held)[product_id] += quantity
     for product_id, before in evidence.run.stock_before.items():
         after = evidence.readback.stock.get(product_id)
         if after is None or before - after != held[product_id]:
             finding.violate(f"product {product_id}: {before} before, {after} after, {held[product_id]} held by orders")
-    finding.figures = {"units_held": sum(held.values()), "units_held_by_failed_orders": sum(held_by_failed.values())}
+    finding.figures = {"units_held": sum(held.values()), "units_given_back": sum(given_back.values())}
     return finding
 
 
@@ -350,7 +362,7 @@ def check_dead_letters(evidence: Evidence) -> Finding:
 SOURCES: dict[str, tuple[str, ...]] = {"events": TOPICS, "delivery": TOPICS, "ledger": ("ledger",)}
 
 
-def certificate_checks(*, ledger_check: Check = mock_ledger_check) -> list[Check]:
+def certificate_checks(*, ledger_check: Check = provider_ledger_check) -> list[Check]:
     return [
         check_acknowledged, check_requested, check_unanswered, check_cancels, check_settled, check_events, check_delivery,
         ledger_check, check_stock, check_dead_letters,

@@ -1,11 +1,13 @@
 """The nemesis: which faults a soak may inject, the schedule the seed draws, and the thread that applies it.
 
 Every single-fault drill's fault is here, as that drill injects it
-(`ops.drills.scenarios`), and the faults no drill had (`ops.drills.faults`): a
+(`ops.drills.scenarios`: the payment provider's slow, hanging and ambiguous
+answers among them), and the faults no drill had (`ops.drills.faults`): a
 web worker SIGKILLed, the postmaster SIGKILLed (a crash, not a restart),
 Redis losing its data, the consumer or the relay cut from the broker while
 the rest still reach it, a transaction held open for minutes, a relay frozen
-while it holds row locks.
+while it holds row locks, the provider answering 502/503, the provider's
+process SIGKILLed.
 
 The schedule is a pure function of the seed, the kinds in play and the
 window (`schedule_draw`): a fault starts every `gap` seconds (10-60 by
@@ -17,16 +19,13 @@ give the same schedule, fault for fault: rerunning a seed replays it.
 
 A kind the platform cannot take (a PostgreSQL cluster shared with other
 databases cannot be crashed, a broker without the proxy cannot be cut) is
-left out before drawing and the history says why. Kinds off by default wait
-for what they need: `payment-at-time-limit` for issue 14's fix of a charge
-answered at the time limit (today it leaves customers charged for FAILED
-orders, which the checker reports); the provider process's faults join the
-same way when it lands.
+left out before drawing and the history says why.
 """
 import logging
 import random
 import threading
 import time
+import xmlrpc.client
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from django.conf import settings
 from ops.drills import faults
 from ops.drills.scenarios import SCENARIOS, Context
 from ops.soak.history import FaultRecord, History, spans_overlapping
-from resilience.policies import policy
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +45,7 @@ Probe = Callable[[faults.Site], str | None]
 
 # By default a fault starts every 10-60 s (the issue's pace).
 DEFAULT_GAP_SECONDS = (10.0, 60.0)
+PROVIDER_PROGRAM = "payment_provider"
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,6 @@ class FaultKind:
     action_seconds: float = 5.0
     # Left to the platform after it heals before the same resources are faulted again.
     recovery_seconds: float = 10.0
-    enabled_by_default: bool = True
     probe: Probe | None = None
 
 
@@ -121,10 +119,18 @@ def _relay_frozen(context: Context, seconds: float) -> Iterator[None]:
 
 
 @contextmanager
-def _payment_at_time_limit(context: Context, seconds: float) -> Iterator[None]:
-    # The provider answers exactly when the caller gives up: it may charge a payment the caller counts as failed.
-    with faults.payment_faulty("--latency", str(policy("paymentService").timeout_seconds)):
+def _payment_errors(context: Context, seconds: float) -> Iterator[None]:
+    # Half the charges and refunds answered 502/503 by the provider's edge, nothing charged.
+    with faults.payment_faulty("--error-rate", "0.5"):
         yield
+
+
+@contextmanager
+def _provider_kill(context: Context, seconds: float) -> Iterator[None]:
+    # Its ledger is on disk: charges survive; the faults set on it do not.
+    context.facts["pid"] = context.supervisor.pid(PROVIDER_PROGRAM)
+    context.supervisor.kill(PROVIDER_PROGRAM)
+    yield
 
 
 @contextmanager
@@ -182,6 +188,14 @@ def _needs_own_redis(site: faults.Site) -> str | None:
     return None
 
 
+def _needs_provider_program(site: faults.Site) -> str | None:
+    try:
+        faults.Supervisor(site.run_dir / "supervisor.sock").pid(PROVIDER_PROGRAM)
+    except (faults.DrillError, OSError, xmlrpc.client.Fault) as error:
+        return f"no {PROVIDER_PROGRAM} program running under supervisord: {error}"
+    return None
+
+
 def _drill(name: str) -> Inject:
     return SCENARIOS[name].fault
 
@@ -206,7 +220,10 @@ FAULT_KINDS: dict[str, FaultKind] = {
                   action_seconds=15, recovery_seconds=20, probe=_needs_own_postgres),
         FaultKind("payment-slow", "the provider answers in 6 s (over the 5 s limit)", _drill("payment-slow"), frozenset({"payment-switch"}),
                   hold=(10, 60)),
-        FaultKind("payment-failing", "half the charges time out", _drill("payment-failing"), frozenset({"payment-switch"}), hold=(10, 60)),
+        FaultKind("payment-failing", "half the charges hang (nothing charged)", _drill("payment-failing"), frozenset({"payment-switch"}),
+                  hold=(10, 60)),
+        FaultKind("payment-ambiguous", "a third of the charges answered late, a third reset after charging", _drill("payment-ambiguous"),
+                  frozenset({"payment-switch"}), hold=(10, 60)),
         FaultKind("poison-burst", "undecodable messages on orders.created", _poison_burst, frozenset({"poison"})),
         # The faults no drill had.
         FaultKind("web-kill", "SIGKILL one gunicorn worker", _web_kill, frozenset({"web"})),
@@ -222,9 +239,10 @@ FAULT_KINDS: dict[str, FaultKind] = {
                   frozenset({"held-transaction"}), hold=(60, 240)),
         FaultKind("relay-frozen", "a relay SIGSTOPped while it holds outbox row locks", _relay_frozen, frozenset({"worker", "broker-path"}),
                   hold=(10, 60), action_seconds=10, probe=_needs_proxy),
-        # Off until issue 14's fix has landed (unknown is not declined): today it charges customers for FAILED orders.
-        FaultKind("payment-at-time-limit", "the provider answers exactly at the call's time limit", _payment_at_time_limit,
-                  frozenset({"payment-switch"}), hold=(10, 60), enabled_by_default=False),
+        FaultKind("payment-errors", "half the provider's answers 502/503 (nothing charged)", _payment_errors, frozenset({"payment-switch"}),
+                  hold=(10, 60)),
+        FaultKind("provider-kill", "SIGKILL the payment provider's process (supervisord starts it again)", _provider_kill,
+                  frozenset({"payment-provider"}), action_seconds=10, probe=_needs_provider_program),
     )
 }  # fmt: skip
 

@@ -9,8 +9,9 @@ plain JSON (`readback.json`), so a certificate can be checked again, or by
 hand, without the platform.
 
 The provider's ledger is read by a function the caller may replace
-(`LedgerReader`): today's is the mock gateway's table; the provider process
-of issue 14 brings its own.
+(`LedgerReader`): by default every charge the payment provider holds
+(`orders.ledger.provider_charges`, over HTTP) made since the run began,
+asked again while the provider or its breaker says no, for a minute.
 """
 import json
 import time
@@ -26,9 +27,11 @@ from catalog.models import Product
 from deadletters.models import DeadLetter
 from messaging.contract.events import ORDERS_CREATED, PAYMENTS_COMPLETED
 from messaging.kafka.monitoring import topic_records
-from ops.drills.report import database_retrying
-from orders.models import MockGatewayCharge, Order, OrderItem, ProcessedEvent
+from ops.drills.report import LEDGER_WAIT_SECONDS, database_retrying
+from orders.ledger import order_id_of, provider_charges
+from orders.models import Order, OrderItem, ProcessedEvent
 from outbox.models import OutboxEvent
+from payments.client import PaymentProviderUnavailable
 
 TOPICS = (ORDERS_CREATED, PAYMENTS_COMPLETED)
 # Read-backs start this long before the run, so a clock a little off cannot hide a row.
@@ -64,26 +67,39 @@ class ReadBack:
 LedgerReader = Callable[[datetime], list[dict[str, Any]]]
 
 
-def mock_gateway_ledger(since: datetime) -> list[dict[str, Any]]:
-    """The mock provider's charges made since `since`: one per idempotency key (the order id)."""
+def provider_ledger(since: datetime) -> list[dict[str, Any]]:
+    """The payment provider's charges made since `since` (raises PaymentProviderUnavailable)."""
     return [
         {
-            "key": row.idempotency_key,
-            "amount": str(row.amount),
-            "approved": row.approved,
-            "refunded": row.refunded_at is not None,
-            "created_at": _iso(row.created_at),
+            "id": charge.id,
+            "key": charge.idempotency_key,
+            "amount": str(charge.amount),
+            "status": charge.status,
+            "refunded": charge.refunded,
+            "created_at": charge.created.timestamp(),
         }
-        for row in MockGatewayCharge.objects.filter(created_at__gte=since).order_by("id")
+        for charge in provider_charges()
+        if charge.created >= since
     ]
 
 
-def _orders(since: datetime) -> list[dict[str, Any]]:
-    orders = list(Order.objects.filter(created_at__gte=since).order_by("created_at"))
+def _ledger(ledger: LedgerReader, since: datetime) -> list[dict[str, Any]]:
+    """Ask for the ledger until it answers: after a payment fault the provider's breaker may be open a while."""
+    deadline = time.monotonic() + LEDGER_WAIT_SECONDS
+    while True:
+        try:
+            return ledger(since)
+        except PaymentProviderUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def _orders(since: datetime, named: list[str]) -> list[dict[str, Any]]:
+    orders = list(Order.objects.filter(Q(created_at__gte=since) | Q(id__in=named)).order_by("created_at"))
     items: dict[str, list[list[Any]]] = {}
-    for order_id, product_id, quantity in OrderItem.objects.filter(order__created_at__gte=since).values_list(
-        "order_id", "product_id", "quantity"
-    ):
+    of_orders = OrderItem.objects.filter(Q(order__created_at__gte=since) | Q(order_id__in=named))
+    for order_id, product_id, quantity in of_orders.values_list("order_id", "product_id", "quantity"):
         items.setdefault(str(order_id), []).append([str(product_id), quantity])
     return [
         {
@@ -184,12 +200,18 @@ def _topic(bootstrap_servers: list[str], topic: str, *, order_ids: set[str], sin
 
 
 def readback_take(
-    *, since: float, product_ids: list[str], bootstrap_servers: list[str], ledger: LedgerReader = mock_gateway_ledger
+    *, since: float, product_ids: list[str], bootstrap_servers: list[str], ledger: LedgerReader = provider_ledger
 ) -> ReadBack:
     """Read back everything since `since` (unix time). A source that cannot be read is named, not guessed."""
     moment = datetime.fromtimestamp(since - MARGIN_SECONDS, tz=UTC)
     result = ReadBack(read_at=time.time())
-    result.orders = database_retrying(lambda: _orders(moment))
+    try:
+        result.ledger = _ledger(ledger, moment)
+    except Exception as error:  # noqa: BLE001 - a provider that cannot be read is reported, not certified
+        result.unreadable["ledger"] = repr(error)
+    # The orders since then, and any older one a charge of the window names (it is judged with its charges).
+    named = [str(order_id) for charge in result.ledger if (order_id := order_id_of(charge["key"])) is not None]
+    result.orders = database_retrying(lambda: _orders(moment, named))
     order_ids = [order["id"] for order in result.orders]
     result.outbox = database_retrying(lambda: _outbox(moment, order_ids))
     result.processed_events = database_retrying(lambda: _processed_events(moment))
@@ -197,10 +219,6 @@ def readback_take(
     result.stock = database_retrying(
         lambda: {str(product_id): quantity for product_id, quantity in Product.objects.filter(id__in=product_ids).values_list("id", "inventory_quantity")}
     )
-    try:
-        result.ledger = database_retrying(lambda: ledger(moment))
-    except Exception as error:  # noqa: BLE001 - a provider that cannot be read is reported, not certified
-        result.unreadable["ledger"] = repr(error)
     for topic in TOPICS:
         try:
             result.topics[topic] = _topic(bootstrap_servers, topic, order_ids=set(order_ids), since=moment.timestamp())

@@ -258,9 +258,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the load, quiet period included (default 10)")
     parser.add_argument("--rate", type=float, default=3.0, help="customers a second (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="draws the schedule and the customers' choices (default 1)")
-    parser.add_argument("--faults", type=_names, default=None, help="the fault kinds in play (default: every kind on by default)")
+    parser.add_argument("--faults", type=_names, default=None, help="the fault kinds in play (default: all of them)")
     parser.add_argument("--skip", type=_names, default=[], help="kinds to leave out, comma-separated")
-    parser.add_argument("--with", dest="extra", type=_names, default=[], help="kinds off by default to add (payment-at-time-limit)")
     parser.add_argument("--gap", type=_pair, default=DEFAULT_GAP_SECONDS, help="seconds between two faults' starts, MIN,MAX (default 10,60)")
     parser.add_argument("--max-hold", type=float, default=None, help="cap on how long any fault is held (seconds)")
     parser.add_argument("--quiet-seconds", type=float, default=None, help="the load's fault-free end (default: a tenth, 30 s to 3 min)")
@@ -275,8 +274,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(arguments: argparse.Namespace) -> SoakOptions:
-    kinds = arguments.faults or [name for name, kind in FAULT_KINDS.items() if kind.enabled_by_default]
-    kinds = [name for name in dict.fromkeys([*kinds, *arguments.extra]) if name not in arguments.skip]
+    kinds = [name for name in arguments.faults or FAULT_KINDS if name not in arguments.skip]
     load_seconds = arguments.minutes * 60
     quiet = arguments.quiet_seconds if arguments.quiet_seconds is not None else min(max(load_seconds / 10, 30.0), 180.0)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -1,8 +1,8 @@
 """The suite's short soak: two minutes of checkouts under eight overlapping faults, and a clean certificate.
 
 Against a platform this test starts (tests/ops/platform.py): the run
-command's supervisord with web, worker, beat and consumer on the test
-database and Redis, the broker behind the fault proxy. The soak runs as
+command's supervisord with the payment provider, web, worker, beat and
+consumer on the test database and Redis, the broker behind the fault proxy. The soak runs as
 `scripts/drill.sh soak` runs it (`ops.soak.runner.soak_run`), with the fixed
 options of `SHORT_SOAK`: real faults (SIGKILL, SIGSTOP, FLUSHDB, a client cut
 at the proxy, a relay frozen holding row locks, a transaction held open),
@@ -19,6 +19,7 @@ from django.core.management import call_command
 from bench.e2e import payment_faults
 from ops.soak.nemesis import schedule_overlapping
 from ops.soak.runner import soak_run, soak_schedule
+from payments.client import payment_client_reset
 from tests.factories import ProductFactory, UserFactory
 from tests.ops.platform import SHORT_SOAK, SOAK_PROGRAMS, DrillPlatform, ProxiedBroker
 from tests.support import database_url_for_tests, shared_state_reset
@@ -40,22 +41,27 @@ def soak_platform(tmp_path, settings, monkeypatch):
         # Reconciliation at the soak's pace: an order stuck 20 s (a consumer cut) is re-driven within 5 s more.
         settings.ORDER_RECONCILE_INTERVAL_SECONDS = 5
         call_command("setup_schedules", stdout=io.StringIO())
-        # `manage.py payment_faults`, run by the payment faults, must reach the test Redis with the test settings.
-        monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "ecommerce.settings.test")
         platform = DrillPlatform(
             run_dir, programs=SOAK_PROGRAMS,
             env={"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "ORDER_RECONCILE_AFTER_SECONDS": "20", "WEB_CONCURRENCY": "2",
-                 "WEB_THREADS": "6", "CONSUMER_MAX_IN_FLIGHT": "4", "PAYMENT_MOCK_LATENCY_SECONDS": "0.02"},
+                 "WEB_THREADS": "6", "CONSUMER_MAX_IN_FLIGHT": "4"},
         )  # fmt: skip
+        # `manage.py payment_faults`, run by the payment faults, must reach the platform's provider with the test
+        # settings; the read-back asks it for its ledger from this process.
+        monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "ecommerce.settings.test")
+        monkeypatch.setenv("TEST_PAYMENT_PROVIDER_URL", platform.payment_provider_url)
+        settings.PAYMENT_PROVIDER_URL = platform.payment_provider_url
+        payment_client_reset()
         platform.manager = manager.username
         platform.start()
         yield platform, broker
     finally:
-        payment_faults("--reset")
         if platform is not None:
+            payment_faults("--reset")
             platform.stop()
         broker.kill()
         shared_state_reset()
+        payment_client_reset()
 
 
 def test_a_short_soak_of_overlapping_faults_gets_a_clean_certificate(soak_platform, settings, tmp_path):

@@ -122,13 +122,15 @@ def test_skipping_the_processed_events_check_is_reported(planted, planted_run, c
 
 
 @pytest.mark.parametrize("planted", [True, False], ids=["planted", "control"])
-def test_committing_the_offset_before_the_database_is_reported(planted, planted_run, consumers):
+def test_committing_the_offset_before_the_database_is_reported(planted, planted_run, consumers, payment_provider):
     planted_run.customers()
     outbox_drain(batch_size=100, time_budget_seconds=10)
-    slow = consumers(PAYMENT_MOCK_LATENCY_SECONDS="3", **_plant(COMMIT_OFFSET_BEFORE_DATABASE, planted))
+    payment_provider.faults(latency_seconds=3)
+    slow = consumers(**_plant(COMMIT_OFFSET_BEFORE_DATABASE, planted))
     wait_for(lambda: Order.objects.filter(status=OrderStatus.PROCESSING).count() == CUSTOMERS, timeout=60, what="every order in payment")
     time.sleep(1)  # past the consumer's commit interval
     planted_run.consumer_killed(slow)  # mid-payment, every order PROCESSING
+    payment_provider.faults_reset()
     consumers(**_plant(COMMIT_OFFSET_BEFORE_DATABASE, planted))
     planted_run.settle(seconds=20)
 
