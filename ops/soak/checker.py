@@ -17,7 +17,7 @@ What is certified (docs/runbook.md, "Soak"):
 * one `OrderCreated` per order, and exactly one distinct `PaymentCompleted`
   per final state (SUCCESS for PAID, FAILED for FAILED, none for CANCELLED),
   at most one `PaymentRefunded`; each PAID or FAILED order's `OrderCreated`
-  recorded as processed;
+  recorded as processed (or processed with its payment in doubt, settled later);
 * every published row is on its topic (unless a broker loss after its
   publication took it), and per order the events on each topic come in the
   outbox's commit order, on one partition;
@@ -50,6 +50,9 @@ ORDER_CREATED = "ORDER_CREATED"
 PAYMENT_COMPLETED = "PAYMENT_COMPLETED"
 PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
 EXPECTED_PAYMENT = {"PAID": "SUCCESS", "FULFILLED": "SUCCESS", "FAILED": "FAILED"}
+# How a processed-event record of an order that was paid or failed may read: applied, or applied with the
+# payment in doubt, which reconciliation then settled from the provider's word (orders/payment_resolution.py).
+APPLIED_OUTCOMES = {"PROCESSED", "PAYMENT_UNKNOWN"}
 BROKER_LOSS = "broker-loss"
 
 
@@ -253,7 +256,7 @@ def check_events(evidence: Evidence) -> Finding:
             finding.violate(f"{number} is CANCELLED yet has {len(completed)} PaymentCompleted")
         if len(_event_ids(evidence, order["id"], PAYMENT_REFUNDED)) > 1:
             finding.violate(f"{number}: more than one PaymentRefunded")
-        if status in EXPECTED_PAYMENT and not any(processed.get(event_id) == "PROCESSED" for event_id in created):
+        if status in EXPECTED_PAYMENT and not any(processed.get(event_id) in APPLIED_OUTCOMES for event_id in created):
             finding.violate(f"{number} is {status} but its OrderCreated is not recorded as processed")
     finding.figures = {"orders": len(evidence.orders), "violations": finding.count}
     return finding

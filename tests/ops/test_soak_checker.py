@@ -262,6 +262,17 @@ def test_a_refunded_charge_of_a_cancelled_order_and_a_failed_orders_stock_are_no
     assert certificate.clean, certificate.render()
 
 
+def test_an_order_paid_after_its_payment_was_in_doubt_counts_as_processed():
+    history, readback = copy.deepcopy(clean_run())
+    readback.processed_events[0]["outcome"] = "PAYMENT_UNKNOWN"  # recorded in doubt, settled PAID by reconciliation
+
+    assert certificate_build(history, readback).clean
+
+    readback.processed_events[0]["outcome"] = "SKIPPED"
+
+    assert not certificate_build(history, readback).clean
+
+
 def test_an_interrupted_run_is_never_clean():
     history, readback = clean_run()
     history.end = RunEnd(load_ended_at=T0 + 30, last_healed_at=None, settled_at=None, interrupted=True)
