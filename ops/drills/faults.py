@@ -169,6 +169,11 @@ def tansu_pid(site: Site) -> int:
     return _pid_from_file(site.tansu_pid_file, expect="tansu")
 
 
+def proxy_pid(site: Site) -> int:
+    """The broker proxy's pid; DrillError for a platform without the proxy in the broker's path."""
+    return _pid_from_file(site.proxy_pid_file, expect="broker_proxy")
+
+
 def redis_pid(site: Site) -> int:
     """The pid of the redis-server behind REDIS_URL (asked of the server itself; local servers only)."""
     url = urlparse(site.redis_url)
@@ -210,7 +215,7 @@ def broker_lose(site: Site) -> None:
 @contextmanager
 def broker_path_slowed(site: Site, *, delay_seconds: float, loss: float) -> Iterator[None]:
     """Delay and lose on every broker connection (the proxy in its path) for the block."""
-    _pid_from_file(site.proxy_pid_file, expect="broker_proxy")  # refuse a platform without the proxy
+    proxy_pid(site)  # refuse a platform without the proxy
     proxy_faults_write(site.proxy_control, delay_seconds=delay_seconds, loss=loss)
     try:
         yield
@@ -513,7 +518,7 @@ PRODUCER_CLIENT_PREFIX = "ecommerce-outbox"
 @contextmanager
 def broker_path_clients(site: Site, *, cut: tuple[str, ...] = (), slow: dict[str, float] | None = None) -> Iterator[None]:
     """Cut or slow the broker connections of the clients whose client.id starts with a prefix; heal after the block."""
-    _pid_from_file(site.proxy_pid_file, expect="broker_proxy")
+    proxy_pid(site)
     proxy_faults_write(site.proxy_control, cut_clients=cut, slow_clients=slow or {})
     try:
         yield

@@ -69,9 +69,7 @@ class Certificate:
         return "\n".join(lines)
 
 
-def certificate_build(
-    history: HistoryData, readback: ReadBack, *, command: str = "", ledger_check: Check = provider_ledger_check
-) -> Certificate:
+def certificate_build(history: HistoryData, readback: ReadBack, *, ledger_check: Check = provider_ledger_check) -> Certificate:
     """Judge a run from its history and read-backs alone."""
     evidence = Evidence(history, readback)
     findings = findings_take(evidence, certificate_checks(ledger_check=ledger_check))
@@ -117,7 +115,7 @@ def certificate_build(
         notes.append(f"{faults['failed']} faults failed to inject or undo: see faults.errors")
     record = {
         "seed": run.seed, "rate": run.rate, "minutes": run.minutes, "started_at": run.started_at,
-        "settle_within_seconds": run.settle_within_seconds, "command": command, "fault_kinds": run.fault_kinds,
+        "settle_within_seconds": run.settle_within_seconds, "command": run.command, "fault_kinds": run.fault_kinds,
     }  # fmt: skip
     interrupted = history.end is None or history.end.interrupted
     clean = all(finding.passed for finding in findings) and not interrupted

@@ -82,6 +82,7 @@ class RunRecord:
     excluded_kinds: dict[str, str]  # kind -> why it was left out on this platform
     schedule: list[dict[str, Any]]
     stock_before: dict[str, int]
+    command: str = ""  # how to run it again
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def _poison_burst(context: Context, seconds: float) -> Iterator[None]:
 
 def _needs_proxy(site: faults.Site) -> str | None:
     try:
-        faults._pid_from_file(site.proxy_pid_file, expect="broker_proxy")
+        faults.proxy_pid(site)
     except faults.DrillError as error:
         return f"no broker proxy in the broker's path: {error}"
     return None

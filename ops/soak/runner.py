@@ -176,6 +176,7 @@ def soak_run(
         quiet_seconds=options.quiet_seconds, settle_within_seconds=options.settle_within_seconds, key_prefix=key_prefix,
         customer_domain=CUSTOMER_DOMAIN, fault_kinds=options.kinds, excluded_kinds=excluded,
         schedule=[{"at": entry.at, "kind": entry.kind, "seconds": entry.seconds} for entry in schedule], stock_before=stock_before,
+        command=options.command,
     )  # fmt: skip
     history.record(run)
     workload = Workload(
@@ -225,13 +226,13 @@ def soak_run(
         readback = readback_take(since=started_at, product_ids=product_ids, bootstrap_servers=site.bootstrap_servers)
         readback.write(options.out / "readback.json")
         progress.phase = "check"
-    return soak_judge(options.out, command=options.command)
+    return soak_judge(options.out)
 
 
-def soak_judge(out: Path, *, command: str = "") -> Certificate:
+def soak_judge(out: Path) -> Certificate:
     """Judge a run directory from its history and read-backs alone; write the certificate, the report and the timeline."""
     history = history_load(out / "history.jsonl")
-    certificate = certificate_build(history, ReadBack.load(out / "readback.json"), command=command)
+    certificate = certificate_build(history, ReadBack.load(out / "readback.json"))
     certificate.write(out)
     timeline_draw(history, out / "timeline.png")
     return certificate
