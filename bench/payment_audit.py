@@ -19,7 +19,7 @@ It never touches a running platform: a database of its own
 (`ecommerce_bench_audit` on the server of DATABASE_URL, created and
 migrated here), Redis database 13 (`--redis-db`) of the server of REDIS_URL
 (the paymentService breaker), and its own provider processes, stopped at the end.
-The machine's CPUs, load and a calibration unit (bench/machine.py) are
+The machine's calibration (bench/calibration.py: a fixed Python loop, pgbench, load) is
 printed before and after.
 """
 import argparse
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.isolation import bench_url, ensure_database
-from bench.machine import machine_measure
+from bench.calibration import calibration_measure
 
 BENCH_DB = "ecommerce_bench_audit"
 # The paymentService breaker's Redis database: one no test run or other bench on this machine uses.
@@ -183,12 +183,12 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    print(machine_measure().describe(), flush=True)
+    print(calibration_measure().line(), flush=True)
     figures = []
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as store_dir:
         for size in sizes:
             figures.append(measure(size, arguments, Path(store_dir)))
-    print(machine_measure().describe())
+    print(calibration_measure().line())
     print(
         f"\none audit run after {arguments.new:,} new charges ({arguments.refunds} to refund), pages of 500; "
         f"median (min-max) of {arguments.rounds} rounds:"

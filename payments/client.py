@@ -78,6 +78,14 @@ class PaymentProviderUnavailable(Exception):
     """The provider could not be asked, or gave no usable answer: nothing is known."""
 
 
+class PaymentRequestRefused(PaymentProviderUnavailable):
+    """A healthy provider refused the request itself (a 4xx, e.g. a cursor it does not know).
+
+    Still no usable answer for the caller, but not the provider's failure: the
+    breaker must not count it, or one bad watermark would cut every payment off.
+    """
+
+
 class InvalidFaults(ValueError):
     """The provider refused a fault switch setting (its message says why)."""
 
@@ -189,6 +197,8 @@ def _get_list(params: dict[str, Any]) -> tuple[list[ProviderCharge], bool]:
         response = _http().get("/v1/charges", params=params)
     except httpx.HTTPError as error:
         raise PaymentProviderUnavailable(f"the payment provider could not be asked: {error!r}") from error
+    if response.is_client_error:
+        raise PaymentRequestRefused(_describe(response))
     if not response.is_success:
         raise PaymentProviderUnavailable(_describe(response))
     try:

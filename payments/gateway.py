@@ -25,6 +25,7 @@ from payments.client import (
     ChargeAnswer,
     ChargeOutcome,
     PaymentProviderUnavailable,
+    PaymentRequestRefused,
     ProviderCharge,
     provider_charge_create,
     provider_charge_find,
@@ -42,6 +43,7 @@ __all__ = [
     "ChargesPage",
     "LookupResult",
     "PaymentProviderUnavailable",
+    "PaymentRequestRefused",
     "PaymentResult",
     "ProviderCharge",
     "RefundResult",
@@ -196,6 +198,9 @@ def _asked_once(call: Callable[[], T]) -> T:
         raise PaymentProviderUnavailable(_circuit_open(error)) from error
     try:
         result, duration = _timed(call)
+    except PaymentRequestRefused:
+        breaker.record_success(permit)  # the provider answered: refusing our request is not its failure
+        raise
     except (TimeLimitExceeded, PaymentProviderUnavailable) as error:
         breaker.record_failure(permit)
         raise PaymentProviderUnavailable(str(error)) from error

@@ -27,5 +27,9 @@ LOGGING = {
     "loggers": {
         "django.server": {"level": "WARNING"},
         "kafka": {"level": "WARNING"},
+        # httpx logs every request at INFO: a line per payment call, lookup and
+        # listing page. Our own payment log lines say what matters.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

@@ -10,6 +10,7 @@ from payments.client import InvalidFaults, provider_charge_create, provider_faul
 from payments.gateway import (
     ChargeOutcome,
     PaymentProviderUnavailable,
+    PaymentRequestRefused,
     payment_charge,
     payment_charges_page,
     payment_lookup,
@@ -251,6 +252,13 @@ def test_charges_are_listed_by_pages_in_creation_order_from_a_watermark(payment_
     assert pages == [(ids[0:2], True), (ids[2:4], True), (ids[4:5], False)]
     created = [charge.created for charge in payment_charges_page(starting_after=watermark, limit=10).charges]
     assert created == sorted(created)
+
+
+def test_a_watermark_the_provider_does_not_know_is_refused_without_opening_the_breaker(payment_provider):
+    for _ in range(12):  # more than the breaker's window
+        with pytest.raises(PaymentRequestRefused):
+            payment_charges_page(starting_after="ch_never_issued", limit=10)
+    assert payment_charge(idempotency_key=new_key(), amount=AMOUNT).outcome is ChargeOutcome.APPROVED
 
 
 def test_the_fault_switch_refuses_what_it_cannot_do(payment_provider):
