@@ -309,7 +309,6 @@ def main(argv: list[str]) -> None:
     loopback_only(options.base_url)
     # kafka-python logs an ERROR whenever a read-back or a lag sample meets the broker a fault took away: expected here.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request to the payment provider otherwise
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: every fault is undone
     try:
         requests.get(f"{options.base_url}/health/live", timeout=10).raise_for_status()
