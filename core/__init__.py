@@ -2,8 +2,8 @@
 
 Owns database helpers, errors and problem details (RFC 9457), correlation ids,
 request guards (parsers, slow clients, load shedding), pagination, throttles,
-authentication and permissions, the Redis cache backend, and the periodic
-jobs' retry options. Imports Django, DRF, libraries and `resilience`; never
-`messaging`, an app (catalog, checkout, orders, outbox, deadletters) or
-`ecommerce`.
+authentication and permissions, the Redis cache backend, the periodic jobs'
+retry options, and the defects the test settings may plant (planted.py).
+Imports Django, DRF, libraries and `resilience`; never `messaging`, an app
+(catalog, checkout, orders, outbox, deadletters) or `ecommerce`.
 """

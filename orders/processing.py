@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from core.correlation import set_correlation_id
 from core.db import delete_in_batches
+from core.planted import SKIP_PROCESSED_EVENT_CHECK, planted
 from messaging.contract.events import ORDER_CREATED, InvalidEvent, event_decode, event_validate
 from messaging.kafka.consumer import IncomingMessage
 from orders.metrics import DUPLICATES, PROCESSED, PROCESSING_SECONDS
@@ -145,7 +146,7 @@ def _lock_unprocessed(event: OrderCreatedEvent) -> Order | None:
     processed-event record by the time we look for it.
     """
     order = Order.objects.select_for_update(of=("self",)).filter(id=event.order_id).first()
-    if ProcessedEvent.objects.filter(event_id=event.event_id).exists():
+    if not planted(SKIP_PROCESSED_EVENT_CHECK) and ProcessedEvent.objects.filter(event_id=event.event_id).exists():
         return None
     if order is None:
         raise OrderNotFound(f"order {event.order_id} ({event.order_number}) does not exist")

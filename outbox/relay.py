@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.planted import DROP_OUTBOX_ROW, planted
 from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
@@ -224,6 +225,10 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
             BREAKER_SKIPS.inc()
             return report  # rows untouched: an open breaker burns no attempts
         sendable, messages, outcomes = _encode(rows)
+        if planted(DROP_OUTBOX_ROW) and sendable:
+            # A test-only defect: the first row counts as sent, and never is.
+            outcomes.append((sendable.pop(0), SendResult(SendStatus.ACKED)))
+            messages.pop(0)
         outcomes += list(zip(sendable, event_producer_send(messages)))
 
         # The broker's health is what the breaker judges: a permanent error

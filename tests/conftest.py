@@ -13,10 +13,10 @@ from tests.support import ConsumerProcess, DisposableBroker, shared_state_reset
 
 # Fixtures that start or talk to a broker: a test using one is a `kafka` test
 # whether or not it says so, so `-m "not kafka"` never selects it.
-BROKER_FIXTURES = {"broker", "consumers"}
+BROKER_FIXTURES = {"broker", "consumers", "soak_platform"}
 # Fixtures that start order consumers (alone or in a whole platform): a test
 # using one is a `many_connections` test (tests/services.py says why it matters).
-CONSUMER_FIXTURES = {"consumers", "supervisor", "drill_platform"}
+CONSUMER_FIXTURES = {"consumers", "supervisor", "drill_platform", "soak_platform"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -114,6 +114,11 @@ METRICS_AUTH_REQUIRED = False
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 
+# Defects planted on purpose for the soak checker's tests (core/planted.py):
+# none, whatever the environment says. Only the test settings read
+# PLANTED_DEFECTS; the local and production settings refuse to start when it is set.
+PLANTED_DEFECTS: frozenset[str] = frozenset()
+
 from .database import *  # noqa: E402,F401,F403
 from .logging import *  # noqa: E402,F401,F403
 from .redis import *  # noqa: E402,F401,F403

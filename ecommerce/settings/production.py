@@ -5,6 +5,8 @@ runs it); the one warning silenced is justified below.
 """
 from django.core.exceptions import ImproperlyConfigured
 
+from core.planted import planted_defects_validate
+
 from .base import *  # noqa: F403
 from .env import env
 
@@ -50,3 +52,5 @@ METRICS_AUTH_REQUIRED = True
 # one at a time, restarting forever.
 if CONSUMER_CRASH_AFTER_DB_COMMIT:  # noqa: F405
     raise ImproperlyConfigured("CONSUMER_CRASH_AFTER_DB_COMMIT is a test and drill hook; production refuses it.")
+# Planted defects are for the soak checker's tests (core/planted.py): refused here.
+planted_defects_validate(env.list("PLANTED_DEFECTS", default=[]), environment="production")

@@ -1,6 +1,8 @@
 """The test suite: the real services named by the environment, isolated key spaces."""
 import os
 
+from core.planted import planted_defects_validate
+
 from .base import *  # noqa: F403
 from .database import database_settings
 from .env import env
@@ -38,3 +40,5 @@ LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405
 # No test reaches a payment provider it did not start (the `payment_provider` fixture sets its own URL):
 # the default, port 9 (discard), refuses connections, where 8100 may be a running platform's provider.
 PAYMENT_PROVIDER_URL = env.str("TEST_PAYMENT_PROVIDER_URL", default="http://127.0.0.1:9")
+# The soak checker's tests plant defects in the processes they start (core/planted.py).
+PLANTED_DEFECTS = planted_defects_validate(env.list("PLANTED_DEFECTS", default=[]), environment="test")

@@ -70,14 +70,25 @@ def consumer_group_positions(
     return positions
 
 
-def topic_values(
-    *, bootstrap_servers: Sequence[str], topic: str, since_ms: int | None, timeout_seconds: float
-) -> list[bytes | None]:
-    """Return the value of every message of `topic` written since `since_ms` (unix ms; None: from the start) up to its end now.
+@dataclass(frozen=True)
+class TopicRecord:
+    partition: int
+    offset: int
+    timestamp: int  # unix ms
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
 
-    For audits such as the fault drills' report: no consumer group, nothing
-    committed, so reading disturbs no consumer. Raise ConnectionError when the
-    broker cannot be read to the end within `timeout_seconds`.
+
+def topic_records(
+    *, bootstrap_servers: Sequence[str], topic: str, since_ms: int | None, timeout_seconds: float
+) -> list[TopicRecord]:
+    """Return every record of `topic` written since `since_ms` (unix ms; None: from the earliest offset) up to its end now.
+
+    For audits such as the fault drills' report and the soak's read-back: no
+    consumer group, nothing committed, so reading disturbs no consumer. In
+    partition order, then offset order. Raise ConnectionError when the broker
+    cannot be read to the end within `timeout_seconds`.
     """
     timeout_ms = int(timeout_seconds * 1000)
     consumer = KafkaConsumer(
@@ -102,17 +113,27 @@ def topic_values(
             for partition in partitions:
                 found = starts.get(partition)
                 consumer.seek(partition, found.offset if found is not None else end[partition])
-        values: list[bytes | None] = []
+        records: list[TopicRecord] = []
         while any(consumer.position(partition) < end[partition] for partition in partitions):
             if time.monotonic() > deadline:
                 raise ConnectionError(f"could not read {topic} to its end within {timeout_seconds}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                values.extend(record.value for record in records)
-        return values
+            for batch in consumer.poll(timeout_ms=500).values():
+                for record in batch:
+                    headers = tuple(record.headers or ())
+                    records.append(TopicRecord(record.partition, record.offset, record.timestamp, record.key, record.value, headers))
+        return sorted(records, key=lambda record: (record.partition, record.offset))
     except KafkaError as error:
         raise ConnectionError(f"Kafka did not answer: {error!r}") from error
     finally:
         consumer.close(autocommit=False)
+
+
+def topic_values(
+    *, bootstrap_servers: Sequence[str], topic: str, since_ms: int | None, timeout_seconds: float
+) -> list[bytes | None]:
+    """Return the value of every message of `topic` written since `since_ms` (see topic_records)."""
+    records = topic_records(bootstrap_servers=bootstrap_servers, topic=topic, since_ms=since_ms, timeout_seconds=timeout_seconds)
+    return [record.value for record in records]
 
 
 # --- Producing -------------------------------------------------------------

@@ -13,5 +13,6 @@ though it drives the same open-loop load (`bench.load.checkout_load`).
 
 Modules: `scenarios` (what each drill injects and undoes), `faults` (the
 injections), `report` (the invariants and the alerts), `runner` (load, fault,
-quiescence, report), `broker_proxy` (the latency-injecting TCP proxy).
+quiescence, report), `broker_proxy` (the fault-injecting TCP proxy). The soak
+(`scripts/drill.sh soak`, ops/soak/) reuses the faults and the runner's entry point.
 """

@@ -17,6 +17,13 @@ without breaking, so "loss" does what a lost segment does to a TCP stream on
 loopback: the chunk waits one retransmission timeout (Linux's minimum, 200 ms)
 before it arrives, and everything behind it on the connection waits too.
 
+Faults may also single out some clients while the others still reach the
+broker (the soak's "consumer cut from the broker"): every Kafka request opens
+with the client's `client.id`, so the proxy reads it from a connection's first
+request and matches it against prefixes. `"cut_clients": ["order-service-group"]`
+closes those clients' connections, and every new one at its first request, until
+the entry goes; `"slow_clients": {"ecommerce-outbox": 3.0}` delays only theirs.
+
     python -m ops.drills.broker_proxy --listen 127.0.0.1:9092 --target 127.0.0.1:29092 --control .run/kafka-proxy-9092.json
 
 Standard library only (asyncio), and nothing of the platform's: it must start
@@ -44,14 +51,36 @@ CHUNK_BYTES = 65536
 class ProxyFaults:
     delay_seconds: float = 0.0
     loss: float = 0.0
+    # client.id prefixes whose connections are closed (and refused) / delayed by so many seconds.
+    cut_clients: tuple[str, ...] = ()
+    slow_clients: tuple[tuple[str, float], ...] = ()
+
+    def cut(self, client_id: str | None) -> bool:
+        return client_id is not None and any(client_id.startswith(prefix) for prefix in self.cut_clients)
+
+    def client_delay(self, client_id: str | None) -> float:
+        if client_id is None:
+            return 0.0
+        return max((seconds for prefix, seconds in self.slow_clients if client_id.startswith(prefix)), default=0.0)
 
 
-def proxy_faults_write(control: Path, *, delay_seconds: float, loss: float) -> None:
+def proxy_faults_write(
+    control: Path,
+    *,
+    delay_seconds: float = 0.0,
+    loss: float = 0.0,
+    cut_clients: tuple[str, ...] = (),
+    slow_clients: dict[str, float] | None = None,
+) -> None:
     """Set the proxy's faults (it applies them within half a second)."""
-    if delay_seconds < 0 or not 0.0 <= loss < 1.0:
-        raise ValueError("the delay cannot be negative and the loss is a share below 1")
+    slow_clients = slow_clients or {}
+    if delay_seconds < 0 or not 0.0 <= loss < 1.0 or any(seconds < 0 for seconds in slow_clients.values()):
+        raise ValueError("the delays cannot be negative and the loss is a share below 1")
+    if any(not prefix for prefix in (*cut_clients, *slow_clients)):
+        raise ValueError("a client prefix cannot be empty: it would match every client")
+    faults = {"delay_seconds": delay_seconds, "loss": loss, "cut_clients": list(cut_clients), "slow_clients": slow_clients}
     temporary = control.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"delay_seconds": delay_seconds, "loss": loss}))
+    temporary.write_text(json.dumps(faults))
     temporary.replace(control)  # atomic: the proxy never reads half a file
 
 
@@ -64,7 +93,12 @@ def proxy_faults_read(control: Path) -> ProxyFaults:
     """The faults in the control file; none when it is missing or unreadable."""
     try:
         data = json.loads(control.read_text())
-        return ProxyFaults(delay_seconds=max(float(data.get("delay_seconds", 0)), 0.0), loss=min(max(float(data.get("loss", 0)), 0.0), 0.99))
+        return ProxyFaults(
+            delay_seconds=max(float(data.get("delay_seconds", 0)), 0.0),
+            loss=min(max(float(data.get("loss", 0)), 0.0), 0.99),
+            cut_clients=tuple(str(prefix) for prefix in data.get("cut_clients", ()) if prefix),
+            slow_clients=tuple((str(prefix), max(float(seconds), 0.0)) for prefix, seconds in data.get("slow_clients", {}).items() if prefix),
+        )
     except FileNotFoundError:
         return ProxyFaults()
     except (OSError, ValueError, TypeError, AttributeError) as error:
@@ -85,12 +119,40 @@ class FaultControl:
         if now - self._read_at >= CONTROL_REREAD_SECONDS:
             faults = proxy_faults_read(self.path)
             if faults != self._faults:
-                logger.warning("broker path faults now delay=%.3fs loss=%.2f", faults.delay_seconds, faults.loss)
+                logger.warning(
+                    "broker path faults now delay=%.3fs loss=%.2f cut=%s slow=%s",
+                    faults.delay_seconds, faults.loss, list(faults.cut_clients), dict(faults.slow_clients),
+                )  # fmt: skip
             self._faults, self._read_at = faults, now
         return self._faults
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, control: FaultControl) -> None:
+def kafka_client_id(request: bytes) -> str | None:
+    """The `client.id` of a Kafka request (None if the bytes are too short or have none).
+
+    Every request header, v1 and v2 alike, opens with int32 size, int16 api
+    key, int16 api version, int32 correlation id, then the client id as an
+    int16 length and that many UTF-8 bytes (-1: null).
+    """
+    if len(request) < 14:
+        return None
+    length = int.from_bytes(request[12:14], "big", signed=True)
+    if length < 0 or len(request) < 14 + length:
+        return None
+    return request[14 : 14 + length].decode("utf-8", errors="replace")
+
+
+class _Link:
+    """One client connection through the proxy: who the client is, and whether it is cut."""
+
+    def __init__(self) -> None:
+        self.client_id: str | None = None
+        self.cut = asyncio.Event()
+
+
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, control: FaultControl, link: _Link, *, from_client: bool
+) -> None:
     """Copy one direction, each chunk delivered at its due time and never before the one ahead of it."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
@@ -110,8 +172,13 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cont
     last_due = 0.0
     try:
         while data := await reader.read(CHUNK_BYTES):
+            if from_client and link.client_id is None:
+                link.client_id = kafka_client_id(data)
             faults = control.current()
-            extra = faults.delay_seconds
+            if faults.cut(link.client_id):
+                link.cut.set()
+                break
+            extra = faults.delay_seconds + faults.client_delay(link.client_id)
             if faults.loss and random.random() < faults.loss:
                 extra += RETRANSMISSION_SECONDS
             last_due = max(loop.time() + extra, last_due)
@@ -126,6 +193,15 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cont
             await delivering
         except (ConnectionError, OSError):
             pass
+
+
+async def _watch(control: FaultControl, link: _Link) -> None:
+    """Cut an idle connection too, once its client is cut (a pump only looks when bytes come)."""
+    while not link.cut.is_set():
+        if control.current().cut(link.client_id):
+            link.cut.set()
+            return
+        await asyncio.sleep(CONTROL_REREAD_SECONDS)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -143,17 +219,19 @@ async def _connection(client_reader, client_writer, *, target: tuple[str, int], 
         # The broker is down (killed, restarting): the client sees what it would see without us.
         await _close(client_writer)
         return
+    link = _Link()
     # Both directions end together: Kafka connections do not half-close.
-    pumps = [
-        asyncio.create_task(_pump(client_reader, broker_writer, control)),
-        asyncio.create_task(_pump(broker_reader, client_writer, control)),
+    tasks = [
+        asyncio.create_task(_pump(client_reader, broker_writer, control, link, from_client=True)),
+        asyncio.create_task(_pump(broker_reader, client_writer, control, link, from_client=False)),
+        asyncio.create_task(_watch(control, link)),
     ]
-    await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     await _close(broker_writer)
     await _close(client_writer)
-    for pump in pumps:
-        pump.cancel()
-    await asyncio.gather(*pumps, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _address(value: str) -> tuple[str, int]:

@@ -224,7 +224,8 @@ def drill_run(scenario: Scenario, *, context: Context, platform: Platform, prome
     return report
 
 
-def _site() -> faults.Site:
+def platform_site() -> faults.Site:
+    """Where the platform of the run command is: its run directory, broker, Redis and database (from its settings)."""
     return faults.Site(
         root=ROOT,
         run_dir=ROOT / ".run",
@@ -240,7 +241,7 @@ def _database_url() -> str:
     return f"postgres://{database.get('USER', '')}@{database.get('HOST') or '127.0.0.1'}:{database.get('PORT') or 5432}/{database['NAME']}"
 
 
-def _default_settle_timeout() -> float:
+def settle_timeout_default() -> float:
     # Long enough for reconciliation to re-drive an order the broker lost: the
     # platform's own threshold plus two of its runs (never shortened here).
     return max(180.0, settings.ORDER_RECONCILE_AFTER_SECONDS + 2 * settings.ORDER_RECONCILE_INTERVAL_SECONDS + 60.0)
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     options = _parser().parse_args(argv)
     options.base_url = options.base_url or f"http://127.0.0.1:{os.environ.get('WEB_PORT', '8000')}"
     options.prometheus_url = options.prometheus_url or f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT', '9090')}"
-    options.settle_timeout = options.settle_timeout or _default_settle_timeout()
+    options.settle_timeout = options.settle_timeout or settle_timeout_default()
     if options.scenario == "list":
         for scenario in SCENARIOS.values():
             print(f"{scenario.name:<17} {scenario.summary}" + (f" ({scenario.fault_seconds:.0f} s)" if scenario.fault_seconds else ""))
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     # SIGTERM unwinds like Ctrl-C, so every fault's undo runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    site = _site()
+    site = platform_site()
     try:
         supervisor = faults.Supervisor(site.run_dir / "supervisor.sock")
     except faults.DrillError as error:

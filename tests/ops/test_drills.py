@@ -3,7 +3,7 @@
 The platform is the run command's own supervisord with the repository's
 program definitions (the fake payment provider, web, worker, beat, consumer,
 the event listener and Prometheus, its rules evaluated every second) on free ports, the test
-database, the test Redis and the suite's broker. The drill runs as
+database, the test Redis and the suite's broker (tests/ops/platform.py). The drill runs as
 `scripts/drill.sh` runs it (`ops.drills.runner.drill_run`): a real checkout
 load, the real fault, quiescence, the report from the database, the broker
 and Prometheus.
@@ -12,16 +12,13 @@ import argparse
 import io
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import requests
 from django.conf import settings
 from django.core.management import call_command
 
@@ -33,84 +30,14 @@ from ops.drills.runner import drill_run
 from ops.drills.scenarios import SCENARIOS, Context
 from orders.models import Order
 from tests.factories import ProductFactory, UserFactory
+from tests.ops.platform import DrillPlatform
 from tests.servers import free_port
-from tests.support import ROOT, platform_process_env, wait_for
+from tests.support import ROOT, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
-PROGRAMS = ("payment_provider", "web", "worker", "beat", "consumer", "events", "prometheus")
 # Reconciliation settles payments left in doubt within the drill's wait, not after the production 2 minutes.
 RECONCILE_SECONDS = 5
-
-
-class DrillPlatform:
-    """supervisord running PROGRAMS for the test; stopped (all of it) afterwards."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.web_port = free_port()
-        self.prometheus_port = free_port()
-        self.payment_provider_url = f"http://127.0.0.1:{free_port()}"
-        (run_dir / "logs").mkdir()
-        (run_dir / "prometheus-data").mkdir()
-        multiproc = run_dir / "prometheus"
-        multiproc.mkdir()
-        # The run command's Prometheus configuration, every second instead of every 15 s.
-        config = (ROOT / "ops" / "prometheus" / "prometheus.local.yml").read_text()
-        for placeholder, value in {"@ROOT@": str(ROOT), "@WEB_PORT@": str(self.web_port), "@PROMETHEUS_PORT@": str(self.prometheus_port),
-                                   "@ALERTMANAGER_PORT@": str(free_port()), "15s": "1s", "10s": "1s"}.items():  # fmt: skip
-            config = config.replace(placeholder, value)
-        (run_dir / "prometheus.yml").write_text(config)
-        main = (ROOT / "ops" / "supervisor" / "supervisord.conf").read_text()
-        included = " ".join(str(ROOT / "ops" / "supervisor" / "programs" / f"{name}.conf") for name in PROGRAMS)
-        self.config = run_dir / "supervisord.conf"
-        self.config.write_text(main.replace("files = programs/*.conf", f"files = {included}"))
-        self.env = platform_process_env(
-            PLATFORM_ROOT=str(ROOT), RUN_DIR=str(run_dir), PYTHON=sys.executable, PROMETHEUS_MULTIPROC_DIR=str(multiproc),
-            WEB_PORT=str(self.web_port), PROMETHEUS_PORT=str(self.prometheus_port), PROMETHEUS_BIN=shutil.which("prometheus") or "prometheus",
-            OUTBOX_TRIGGER_ON_COMMIT="1", LOG_LEVEL="WARNING",
-            PAYMENT_PROVIDER_PORT=self.payment_provider_url.rsplit(":", 1)[1],
-            PAYMENT_PROVIDER_URL=self.payment_provider_url, TEST_PAYMENT_PROVIDER_URL=self.payment_provider_url,
-            ORDER_RECONCILE_AFTER_SECONDS=str(RECONCILE_SECONDS),
-        )  # fmt: skip
-        self.process: subprocess.Popen | None = None
-        self.manager = ""
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config)],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-
-        def ready() -> bool:
-            try:
-                web = requests.get(f"{self.base_url}/health/live", timeout=1).status_code == 200
-                provider = requests.get(f"{self.payment_provider_url}/health", timeout=1).status_code == 200
-                prometheus_url = f"http://127.0.0.1:{self.prometheus_port}/-/ready"
-                prometheus = requests.get(prometheus_url, timeout=1).status_code == 200
-                return web and provider and prometheus
-            except requests.RequestException:
-                return False
-
-        wait_for(ready, timeout=90, interval=0.5, what="web, the payment provider and Prometheus of the drill platform")
-        supervisor = faults.Supervisor(self.run_dir / "supervisor.sock")
-        wait_for(lambda: all(p["statename"] == "RUNNING" for p in supervisor.processes()), timeout=60, interval=0.5,
-                 what="every program RUNNING")  # fmt: skip
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            subprocess.run(["pkill", "-KILL", "-s", str(self.process.pid)], check=False)
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
@@ -122,7 +49,7 @@ def drill_platform(tmp_path, broker, monkeypatch, settings):
     settings.ORDER_RECONCILE_INTERVAL_SECONDS = RECONCILE_SECONDS
     settings.ORDER_RECONCILE_AFTER_SECONDS = RECONCILE_SECONDS  # the drill's wait for reconciliation, too
     call_command("setup_schedules", stdout=io.StringIO())
-    platform = DrillPlatform(tmp_path)
+    platform = DrillPlatform(tmp_path, env={"ORDER_RECONCILE_AFTER_SECONDS": str(RECONCILE_SECONDS)})
     # `manage.py payment_faults`, run by the drill, must reach the platform's provider with the test settings.
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "ecommerce.settings.test")
     monkeypatch.setenv("TEST_PAYMENT_PROVIDER_URL", platform.payment_provider_url)

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.planted import COMMIT_OFFSET_BEFORE_DATABASE, planted
 from messaging.contract.events import ORDERS_CREATED, TOPICS
 from messaging.kafka.admin import topics_check, topics_mismatch_log
-from messaging.kafka.consumer import EventConsumer, IncomingMessage
+from messaging.kafka.consumer import CONSUMER_CALL_TIMEOUT_SECONDS, EventConsumer, IncomingMessage, Positions
 from orders.consumer import MAX_POLL_INTERVAL_SECONDS, OrderCreatedConsumer
 from orders.metrics import BROKER_ERRORS
 
@@ -45,9 +46,40 @@ def crash_after_database_commit(message: IncomingMessage) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+class OffsetFirstConsumer(EventConsumer):
+    """A planted defect (core/planted.py, tests only): each polled message's offset is committed before it is processed.
+
+    The loop's own commits (up to the first unfinished message) can then only
+    move an offset forward, never back to a message still in hand: a crash
+    loses what was in hand instead of delivering it again.
+    """
+
+    def __init__(self, **arguments) -> None:
+        super().__init__(**arguments)
+        self.ahead: dict[tuple[str, int], int] = {}
+
+    def poll(self, *, timeout_seconds: float, max_records: int) -> list[IncomingMessage]:
+        messages = super().poll(timeout_seconds=timeout_seconds, max_records=max_records)
+        polled = {(message.topic, message.partition): message.offset + 1 for message in messages}
+        self.commit_positions(polled)
+        return messages
+
+    def _forward(self, positions: Positions) -> dict[tuple[str, int], int]:
+        for partition, position in positions.items():
+            self.ahead[partition] = max(self.ahead.get(partition, 0), position)
+        return {partition: self.ahead[partition] for partition in positions}
+
+    def commit_positions(self, positions: Positions, *, timeout_seconds: float = CONSUMER_CALL_TIMEOUT_SECONDS) -> None:
+        super().commit_positions(self._forward(positions), timeout_seconds=timeout_seconds)
+
+    def commit_positions_nowait(self, positions: Positions) -> None:
+        super().commit_positions_nowait(self._forward(positions))
+
+
 def consume_orders_forever(*, after_database_commit: Callable[[IncomingMessage], None] = lambda message: None) -> None:
     """Consume `orders.created` until SIGTERM or SIGINT, then leave the group."""
-    consumer = EventConsumer(
+    consumer_class = OffsetFirstConsumer if planted(COMMIT_OFFSET_BEFORE_DATABASE) else EventConsumer
+    consumer = consumer_class(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
         group_id=settings.ORDERS_CONSUMER_GROUP,
         topics=[ORDERS_CREATED],
