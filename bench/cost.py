@@ -39,41 +39,16 @@ from bench.calibration import calibration_measure  # noqa: E402
 from bench.e2e import Platform  # noqa: E402
 from bench.load import catalog_products, checkout_load  # noqa: E402
 from bench.platforms import platform_started  # noqa: E402
-from bench.processes import PlatformProcesses, cpu_seconds_by_group, postgres_backends  # noqa: E402
+from bench.processes import (  # noqa: E402
+    PlatformProcesses,
+    cpu_seconds_by_group,
+    postgres_backends,
+    socket_owner,
+    tcp_socket_inodes,
+)
 from bench.stats import percentile  # noqa: E402
 
 WARM_UP_SECONDS = 20
-
-
-def _socket_owners(pids: set[int]) -> dict[str, int]:
-    """socket inode -> pid, for the given processes."""
-    owners = {}
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if target.startswith("socket:["):
-                    owners[target[8:-1]] = pid
-        except OSError:
-            continue
-    return owners
-
-
-def _port_inodes() -> dict[int, str]:
-    """local TCP port -> socket inode (IPv4 and IPv6 loopback)."""
-    inodes = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            inodes[int(fields[1].rsplit(":", 1)[1], 16)] = fields[9]
-    return inodes
 
 
 class ConnectionWatch:
@@ -102,11 +77,10 @@ class ConnectionWatch:
             self._known |= backends
             if not new:
                 continue
-            inodes = _port_inodes()
-            owners = _socket_owners({pid for pid, process in snapshot.items() if process.group != "postgresql"})
+            others = [pid for pid, process in snapshot.items() if process.group != "postgresql"]
             for pid in new:
                 port = re.search(r"\((\d+)\)", snapshot[pid].command)
-                owner = owners.get(inodes.get(int(port.group(1)), ""), None) if port else None
+                owner = socket_owner(tcp_socket_inodes(int(port.group(1))), others) if port else None
                 self.opened[snapshot[owner].group if owner in snapshot else "unknown"] += 1
 
 

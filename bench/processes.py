@@ -22,6 +22,7 @@ and /proc is a few lines here (Linux only, like the platform's supervision).
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +150,33 @@ def postgres_backends(snapshot: dict[int, ProcessTimes], database: str) -> set[i
         for pid, process in snapshot.items()
         if process.group == "postgresql" and re.match(rf"postgres: \S+ {re.escape(database)} ", process.command)
     }
+
+
+def tcp_socket_inodes(local_port: int, peer_port: int | None = None) -> set[str]:
+    """Inodes of this host's TCP sockets on `local_port` (connected to `peer_port`, if given), IPv4 and IPv6."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rpartition(":")[2], 16) != local_port:
+                continue
+            if peer_port is None or int(fields[2].rpartition(":")[2], 16) == peer_port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def socket_owner(inodes: set[str], candidates: Iterable[int]) -> int | None:
+    """The first of `candidates` holding one of the sockets (by inode), or None."""
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for pid in candidates:
+        try:
+            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            continue
+        if links & wanted:
+            return pid
+    return None

@@ -34,6 +34,7 @@ import redis
 from supervisor.xmlrpc import SupervisorTransport
 
 from bench.e2e import payment_faults
+from bench.processes import socket_owner, tcp_socket_inodes
 from messaging.kafka.producer import EventProducer, OutgoingMessage
 from ops.drills.broker_proxy import proxy_faults_reset, proxy_faults_write
 
@@ -540,33 +541,6 @@ _OUTBOX_LOCKERS_SQL = """
 """
 
 
-def _socket_inodes(port: int, peer_port: int) -> set[str]:
-    """Inodes of local TCP sockets on `port` connected to `peer_port` (IPv4 and IPv6)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rpartition(":")[2], 16) == port and int(fields[2].rpartition(":")[2], 16) == peer_port:
-                inodes.add(fields[9])
-    return inodes
-
-
-def _socket_owner(inodes: set[str], candidates: list[int]) -> int | None:
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    for pid in candidates:
-        try:
-            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-        except OSError:
-            continue
-        if links & wanted:
-            return pid
-    return None
-
-
 def relay_holding_locks(database_url: str, worker_pid: int, *, timeout_seconds: float = RELAY_FIND_SECONDS) -> int | None:
     """The pid of a Celery worker process whose relay holds outbox row locks now (None if none is seen in time)."""
     url = urlparse(database_url)
@@ -582,7 +556,7 @@ def relay_holding_locks(database_url: str, worker_pid: int, *, timeout_seconds: 
                 for _backend, client_port in cursor.fetchall():
                     if client_port is None or client_port < 0:
                         continue
-                    owner = _socket_owner(_socket_inodes(client_port, url.port or 5432), candidates)
+                    owner = socket_owner(tcp_socket_inodes(client_port, url.port or 5432), candidates)
                     if owner is not None:
                         return owner
                 time.sleep(0.05)
