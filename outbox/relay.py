@@ -57,6 +57,7 @@ class BatchReport:
     failed: int = 0
     held_back: int = 0
     breaker_open: bool = False
+    last_id: int = 0  # the highest id claimed: where the drain's next batch starts
     published_ids: list[int] = field(default_factory=list)
 
 
@@ -79,64 +80,78 @@ class ClaimedRow:
     last_error: str = ""
 
 
-# The payload comes as its stored JSON text: the relay sends it as is
-# instead of decoding and re-encoding every row.
+# One statement claims a batch: it locks due PENDING rows, in id order, that
+# nothing earlier of their aggregate holds back, and returns those that are
+# the unbroken prefix of their aggregate's unpublished rows. The payload
+# comes as its stored JSON text: the relay sends it as is instead of
+# decoding and re-encoding every row.
 #
-# A row is claimed only if no earlier row of its aggregate is unpublished for
-# a while yet: FAILED, REFUSED, or PENDING and waiting for its retry. Such a
-# row could not be published and would only take a place in the batch;
-# enough of them (ten orders behind a failed event) filled the whole
-# half-open trial, so the relay never asked the breaker and never published
-# anything again. An
-# earlier row that is PENDING and due is no obstacle: it comes first in this
-# very batch, unless another relay holds it, which `_claim` sees next.
+# `candidate`: a row is not claimed if an earlier row of its aggregate is
+# unpublished for a while yet: FAILED, REFUSED, or PENDING and waiting for
+# its retry. Such a row could not be published and would only take a place
+# in the batch; enough of them (ten orders behind a failed event) filled the
+# whole half-open trial, so the relay never asked the breaker and never
+# published anything again. The test is written with `outbox_blocking_idx`'s
+# condition so it is a probe of that small index, not a scan of the outbox.
+# An earlier row that is PENDING and due is no obstacle: it comes first in
+# this very batch, unless another relay holds it, which `elsewhere` sees.
+#
+# `elsewhere`: the first unpublished row of each claimed aggregate that this
+# claim does not hold (another relay has it, or it lies before `after`): the
+# aggregate's claimed rows after it stay locked but are not returned, so they
+# wait. Rows only ever go out as their aggregate's prefix.
+#
+# `after` (keyset): a drain claims the rows after the last one it claimed,
+# so a batch never steps over the index entries of rows published before it;
+# those are dead tuples that vacuum cannot remove while any transaction holds
+# an older snapshot (outbox/relay.py's docstring).
 _CLAIM_SQL = """
-    SELECT id, aggregate_type, aggregate_id, topic, key, event_type, headers::text, payload::text,
-           attempts, created_at
-    FROM {table} AS candidate
-    WHERE status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
-      AND NOT EXISTS (
-          SELECT 1 FROM {table} AS earlier
-          WHERE earlier.aggregate_type = candidate.aggregate_type AND earlier.aggregate_id = candidate.aggregate_id
-            AND earlier.id < candidate.id AND earlier.status <> 'PUBLISHED'
-            AND NOT (earlier.status = 'PENDING'
-                     AND (earlier.next_attempt_at IS NULL OR earlier.next_attempt_at <= %(now)s))
-      )
-    ORDER BY id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    WITH locked AS (
+        SELECT id, aggregate_type, aggregate_id, topic, key, event_type, headers, payload, attempts, created_at
+        FROM {table} AS candidate
+        WHERE status = 'PENDING' AND id > %(after)s AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+          AND NOT EXISTS (
+              SELECT 1 FROM {table} AS earlier
+              WHERE earlier.aggregate_type = candidate.aggregate_type
+                AND earlier.aggregate_id = candidate.aggregate_id
+                AND earlier.id < candidate.id
+                AND earlier.status <> 'PUBLISHED'
+                AND (earlier.status <> 'PENDING' OR earlier.next_attempt_at IS NOT NULL)
+                AND NOT (earlier.status = 'PENDING' AND earlier.next_attempt_at <= %(now)s)
+          )
+        ORDER BY id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ),
+    elsewhere AS (
+        SELECT claimed.aggregate_type, claimed.aggregate_id, first.id AS first_id
+        FROM (SELECT aggregate_type, aggregate_id, max(id) AS last_id FROM locked GROUP BY 1, 2) AS claimed
+        CROSS JOIN LATERAL (
+            SELECT other.id FROM {table} AS other
+            WHERE other.aggregate_type = claimed.aggregate_type AND other.aggregate_id = claimed.aggregate_id
+              AND other.id < claimed.last_id AND other.status <> 'PUBLISHED'
+              AND other.id NOT IN (SELECT id FROM locked)
+            ORDER BY other.id
+            LIMIT 1
+        ) AS first
+    )
+    SELECT locked.id, locked.aggregate_type, locked.aggregate_id, topic, key, event_type, headers::text,
+           payload::text, attempts, created_at
+    FROM locked
+    LEFT JOIN elsewhere
+      ON elsewhere.aggregate_type = locked.aggregate_type AND elsewhere.aggregate_id = locked.aggregate_id
+    WHERE elsewhere.first_id IS NULL OR locked.id < elsewhere.first_id
+    ORDER BY locked.id
 """
 
 
-def _claim(batch_size: int, now: datetime) -> list[ClaimedRow]:
-    """Lock due PENDING rows not held back by their aggregate, then keep each aggregate's publishable prefix."""
+def _claim(batch_size: int, now: datetime, after: int = 0) -> list[ClaimedRow]:
+    """Lock up to `batch_size` due PENDING rows after id `after` and return those their aggregates' order lets go."""
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size})
-        locked = [ClaimedRow(*values) for values in cursor.fetchall()]
-    if not locked:
-        return []
-    locked_ids = {row.id for row in locked}
-    aggregates = {(row.aggregate_type, row.aggregate_id) for row in locked}
-    # Every unpublished row of those aggregates, locked by us or not: an
-    # earlier one another relay holds right now holds the rest back.
-    unpublished: dict[tuple[str, str], list[int]] = defaultdict(list)
-    rows = (
-        OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).filter(
-            aggregate_id__in={aggregate_id for _, aggregate_id in aggregates},
+        cursor.execute(
+            _CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size, "after": after}
         )
-        .order_by("id")
-        .values_list("aggregate_type", "aggregate_id", "id")
-    )
-    for aggregate_type, aggregate_id, row_id in rows:
-        if (aggregate_type, aggregate_id) in aggregates:
-            unpublished[(aggregate_type, aggregate_id)].append(row_id)
-    publishable: set[int] = set()
-    for ids in unpublished.values():
-        for row_id in ids:
-            if row_id not in locked_ids:
-                break  # an earlier row is elsewhere (another relay, or waiting): hold the rest back
-            publishable.add(row_id)
-    return [row for row in locked if row.id in publishable]
+        return [ClaimedRow(*values) for values in cursor.fetchall()]
 
 
 def _message(row: ClaimedRow) -> OutgoingMessage:
@@ -201,8 +216,8 @@ def _apply_failure(row: ClaimedRow, result: SendResult, now: datetime, report: B
         report.retrying += 1
 
 
-def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = None) -> BatchReport:
-    """Claim one batch, publish it, record each row's outcome; all in one transaction."""
+def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = None, after: int = 0) -> BatchReport:
+    """Claim one batch (rows after id `after`), publish it, record each row's outcome; all in one transaction."""
     breaker = breaker or breaker_for(POLICY)
     report = BatchReport()
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
@@ -211,10 +226,11 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
         # few rows' attempts on a broker that may still be down.
         batch_size = min(batch_size, TRIAL_BATCH_SIZE)
     with transaction.atomic():
-        rows = _claim(batch_size, timezone.now())
+        rows = _claim(batch_size, timezone.now(), after)
         report.claimed = len(rows)
         if not rows:
             return report
+        report.last_id = rows[-1].id
         try:
             # Asked only once there is work: an empty sweep must not count as
             # a successful call (it would close a half-open breaker untested).
@@ -263,19 +279,33 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
 
 
 def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: int = 1000) -> BatchReport:
-    """Publish batches until the outbox has no due work, the breaker opens or time runs out."""
+    """Publish batches until the outbox has no due work, the breaker opens or time runs out.
+
+    Each batch starts after the last row the previous one claimed (keyset),
+    so it never walks the published rows before it. When that finds nothing,
+    one pass from the start picks up what the keyset left behind (a row that
+    came due, a row another relay held and gave back, a row committed late);
+    the drain ends when that pass finds nothing either.
+    """
     deadline = time.monotonic() + time_budget_seconds
     total = BatchReport()
+    after = 0
     for _ in range(max_batches):
-        report = outbox_batch_publish(batch_size=batch_size)
+        report = outbox_batch_publish(batch_size=batch_size, after=after)
         total.claimed += report.claimed
         total.published += report.published
         total.retrying += report.retrying
         total.failed += report.failed
         total.held_back += report.held_back
         total.breaker_open = report.breaker_open
-        if report.breaker_open or report.published == 0 or time.monotonic() >= deadline:
+        if report.breaker_open or time.monotonic() >= deadline:
             break
+        if report.published == 0:
+            if after == 0:
+                break
+            after = 0  # the pass from the start
+            continue
+        after = report.last_id
     return total
 
 
