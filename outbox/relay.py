@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
+from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
@@ -56,8 +57,11 @@ class BatchReport:
     retrying: int = 0
     failed: int = 0
     held_back: int = 0
+    # Locked, but an earlier row of the same aggregate is another relay's:
+    # left for it (that relay publishes them once the earlier row is out).
+    deferred: int = 0
     breaker_open: bool = False
-    last_id: int = 0  # the highest id claimed: where the drain's next batch starts
+    last_id: int = 0  # the highest id locked: where the drain's next batch starts
     published_ids: list[int] = field(default_factory=list)
 
 
@@ -98,8 +102,9 @@ class ClaimedRow:
 #
 # `elsewhere`: the first unpublished row of each claimed aggregate that this
 # claim does not hold (another relay has it, or it lies before `after`): the
-# aggregate's claimed rows after it stay locked but are not returned, so they
-# wait. Rows only ever go out as their aggregate's prefix.
+# aggregate's claimed rows after it come back `deferred` (no payload) and stay
+# locked but unsent until the transaction ends, so rows only ever go out as
+# their aggregate's prefix. The drain counts them, and goes on past them.
 #
 # `after` (keyset): a drain claims the rows after the last one it claimed,
 # so a batch never steps over the index entries of rows published before it;
@@ -135,23 +140,33 @@ _CLAIM_SQL = """
             LIMIT 1
         ) AS first
     )
-    SELECT locked.id, locked.aggregate_type, locked.aggregate_id, topic, key, event_type, headers::text,
-           payload::text, attempts, created_at
-    FROM locked
-    LEFT JOIN elsewhere
-      ON elsewhere.aggregate_type = locked.aggregate_type AND elsewhere.aggregate_id = locked.aggregate_id
-    WHERE elsewhere.first_id IS NULL OR locked.id < elsewhere.first_id
+    SELECT locked.id, locked.aggregate_type, locked.aggregate_id, topic, key, event_type,
+           CASE WHEN deferred THEN NULL ELSE headers::text END, CASE WHEN deferred THEN NULL ELSE payload::text END,
+           attempts, created_at, deferred
+    FROM (
+        SELECT locked.*, coalesce(locked.id > elsewhere.first_id, false) AS deferred
+        FROM locked
+        LEFT JOIN elsewhere
+          ON elsewhere.aggregate_type = locked.aggregate_type AND elsewhere.aggregate_id = locked.aggregate_id
+    ) AS locked
     ORDER BY locked.id
 """
 
 
-def _claim(batch_size: int, now: datetime, after: int = 0) -> list[ClaimedRow]:
-    """Lock up to `batch_size` due PENDING rows after id `after` and return those their aggregates' order lets go."""
+def _claim(batch_size: int, now: datetime, after: int = 0) -> tuple[list[ClaimedRow], int, int]:
+    """Lock up to `batch_size` due PENDING rows after id `after`.
+
+    Returns the rows their aggregates' order lets go, how many locked rows
+    wait behind an earlier row this claim does not hold (deferred), and the
+    highest id locked (0 if none).
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size, "after": after}
         )
-        return [ClaimedRow(*values) for values in cursor.fetchall()]
+        locked = cursor.fetchall()
+    rows = [ClaimedRow(*values[:-1]) for values in locked if not values[-1]]
+    return rows, len(locked) - len(rows), (locked[-1][0] if locked else 0)
 
 
 def _message(row: ClaimedRow) -> OutgoingMessage:
@@ -226,11 +241,10 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
         # few rows' attempts on a broker that may still be down.
         batch_size = min(batch_size, TRIAL_BATCH_SIZE)
     with transaction.atomic():
-        rows = _claim(batch_size, timezone.now(), after)
+        rows, report.deferred, report.last_id = _claim(batch_size, timezone.now(), after)
         report.claimed = len(rows)
         if not rows:
             return report
-        report.last_id = rows[-1].id
         try:
             # Asked only once there is work: an empty sweep must not count as
             # a successful call (it would close a half-open breaker untested).
@@ -278,18 +292,21 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
     return report
 
 
-def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: int = 1000) -> BatchReport:
+def outbox_drain(
+    *, batch_size: int, time_budget_seconds: float, max_batches: int = 1000, start: int = 0
+) -> BatchReport:
     """Publish batches until the outbox has no due work, the breaker opens or time runs out.
 
-    Each batch starts after the last row the previous one claimed (keyset),
-    so it never walks the published rows before it. When that finds nothing,
-    one pass from the start picks up what the keyset left behind (a row that
-    came due, a row another relay held and gave back, a row committed late);
-    the drain ends when that pass finds nothing either.
+    The first batch claims rows after id `start` (0, or the process's floor:
+    outbox/floor.py); each next one after the last row the previous one
+    claimed (keyset), so it never walks the published rows before it. When
+    that finds nothing, one pass from `start` picks up what the keyset left
+    behind (a row that came due, a row another relay held and gave back, a row
+    committed late); the drain ends when that pass finds nothing either.
     """
     deadline = time.monotonic() + time_budget_seconds
     total = BatchReport()
-    after = 0
+    after = start
     for _ in range(max_batches):
         report = outbox_batch_publish(batch_size=batch_size, after=after)
         total.claimed += report.claimed
@@ -297,13 +314,18 @@ def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: in
         total.retrying += report.retrying
         total.failed += report.failed
         total.held_back += report.held_back
+        total.deferred += report.deferred
         total.breaker_open = report.breaker_open
         if report.breaker_open or time.monotonic() >= deadline:
             break
-        if report.published == 0:
-            if after == 0:
+        if report.published == 0 and (report.retrying or report.failed):
+            break  # the broker is failing these rows: their backoff, the breaker and the next run decide
+        if report.published == 0 and (report.deferred == 0 or after == start):
+            # Nothing locked here (or, from the start, only rows another relay
+            # is about to release): the keyset has reached the end.
+            if after == start:
                 break
-            after = 0  # the pass from the start
+            after = start  # the pass from the start
             continue
         after = report.last_id
     return total
@@ -312,9 +334,10 @@ def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: in
 def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
     """Drain until idle, release the wake-up flag, and drain once more (see outbox/trigger.py)."""
     deadline = time.monotonic() + time_budget_seconds
+    start = outbox_claim_floor()
     while True:
         remaining = deadline - time.monotonic()
-        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0))
+        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0), start=start)
         if report.breaker_open:
             outbox_relay_flag_clear()  # the sweep retries once the breaker lets it
             return
@@ -327,8 +350,11 @@ def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
         if report.published:
             continue
         outbox_relay_flag_clear()
-        final = outbox_drain(batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0))
+        final = outbox_drain(
+            batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0), start=start
+        )
         if not final.published:
+            outbox_claim_floor_note(start)
             return
         if not outbox_relay_flag_take():
             return  # a commit after the clear already enqueued the next run
