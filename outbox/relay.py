@@ -36,8 +36,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
-from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
+from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
