@@ -38,10 +38,10 @@ from bench.stats import percentile  # noqa: E402
 DRIVERS = 3
 
 
-def worker_cpu_seconds(worker_pid: int) -> float:
-    """User + system CPU of the worker and its children (the prefork processes), live ones only."""
+def worker_cpu_seconds(worker_pid: int) -> dict[int, float]:
+    """User + system CPU seconds of the worker and each child (the prefork processes), live ones only."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    seconds = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -51,8 +51,8 @@ def worker_cpu_seconds(worker_pid: int) -> float:
             continue
         pid, parent = int(entry.name), int(fields[1])
         if pid == worker_pid or parent == worker_pid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
 
 
 def machine_busy() -> tuple[int, int]:
@@ -248,7 +248,8 @@ def drain_run(arguments, worker_pid: int, *, hold: bool) -> dict:
         while not drained(topic, last_id) and time.time() - started < 600:
             time.sleep(0.05)
         ended = time.time()
-        cpu = worker_cpu_seconds(worker_pid) - cpu_before
+        cpu_after = worker_cpu_seconds(worker_pid)
+        by_process = sorted(cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after if pid != worker_pid)
         busy_after, all_after = machine_busy()
         timings = checkouts.timings()
     finally:
@@ -262,7 +263,7 @@ def drain_run(arguments, worker_pid: int, *, hold: bool) -> dict:
     p99, count = p99_between(timings, started, ended)
     return {
         "rate": rows / (ended - started), "seconds": ended - started, "p99": p99, "checkouts": count,
-        "cpu_per_1000": cpu / rows * 1000 * 1000, "machine_busy": (busy_after - busy_before) / max(all_after - all_before, 1),
+        "cpu_per_1000": sum(by_process) / rows * 1000 * 1000, "by_process": by_process, "machine_busy": (busy_after - busy_before) / max(all_after - all_before, 1),
         "dead": dead, "live": live, "unpublished": unpublished,
         "order": read_back(bootstrap, topic, rows, arguments.events),
     }  # fmt: skip
@@ -272,7 +273,8 @@ def report(label: str, figures: dict, normal_p99: float) -> None:
     print(
         f"{label:<26}: {figures['rate']:8.0f} rows/s ({figures['seconds']:.1f} s), checkout p99 {figures['p99']:.0f} ms "
         f"over {figures['checkouts']} ({figures['p99'] / normal_p99:.2f}x normal), worker CPU "
-        f"{figures['cpu_per_1000']:.0f} ms/1,000 rows, machine {figures['machine_busy']:.0%} busy"
+        f"{figures['cpu_per_1000']:.0f} ms/1,000 rows (s per process: "
+        f"{', '.join(f'{value:.1f}' for value in figures['by_process'])}), machine {figures['machine_busy']:.0%} busy"
     )
     print(f"{'':<26}  outbox dead tuples {figures['dead']}, live {figures['live']}, unpublished {figures['unpublished']}")
     print(f"{'':<26}  {figures['order']}")

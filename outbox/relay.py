@@ -23,6 +23,26 @@ the batch), it keeps an aggregate's order (a later row waits behind a
 retrying one, which a task retried on its own clock cannot see), and a
 thousand retrying rows cost one query, not a thousand delayed messages. The relay task itself is therefore
 never retried by Celery: the wake-up and the beat sweep start the next run.
+
+The table stays one table, and the claim never walks what vacuum has not
+removed. Publishing a row updates it, which leaves a dead version and a dead
+entry in the PENDING index; while any transaction holds an older snapshot (a
+REPEATABLE READ report, a pg_dump, a stuck session) vacuum removes none, and a
+claim that starts its index scan at id 0 steps over every one of them, ever
+more per batch. So a batch claims after the highest id the previous batch
+locked, and a run starts after a floor (outbox/floor.py): the dead entries are
+behind every scan, the blocking test probes a partial index of the few rows
+that can hold an order back, and the prefix test probes each claimed order's
+own rows. Rotated partitions truncated when drained (pgque's design) would
+also remove the dead tuples themselves, but TRUNCATE needs an ACCESS EXCLUSIVE
+lock that a reader of the outbox (the held transaction itself, if it read it)
+blocks while checkouts' inserts queue behind it; it would drop PUBLISHED rows
+that the retention, the admin, republishing and reconciliation read, unless
+they moved to a second table that every one of those would then read; and a
+partitioned table cannot keep `event_id` unique. The dead tuples a held
+snapshot keeps are bounded by the rows published while it is held (one
+version per row: the lock writes no new one, the single UPDATE does), and
+vacuum takes them once it ends.
 """
 import json
 import logging
@@ -161,6 +181,11 @@ def _claim(batch_size: int, now: datetime, after: int = 0) -> tuple[list[Claimed
     highest id locked (0 if none).
     """
     with connection.cursor() as cursor:
+        # Only the ordered walk of outbox_pending_idx that stops at `limit` is
+        # cheap: with statistics from before a burst of rows (analyze lags,
+        # the batch's transaction ends these settings) the planner fetched
+        # every PENDING row by bitmap and sorted them all, on disk, per batch.
+        cursor.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
         cursor.execute(
             _CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size, "after": after}
         )
@@ -298,15 +323,16 @@ def outbox_drain(
     """Publish batches until the outbox has no due work, the breaker opens or time runs out.
 
     The first batch claims rows after id `start` (0, or the process's floor:
-    outbox/floor.py); each next one after the last row the previous one
-    claimed (keyset), so it never walks the published rows before it. When
-    that finds nothing, one pass from `start` picks up what the keyset left
-    behind (a row that came due, a row another relay held and gave back, a row
-    committed late); the drain ends when that pass finds nothing either.
+    outbox/floor.py); each next one after the highest id the previous one
+    locked (keyset), so it never walks the published rows before it, and goes
+    on past rows deferred to another relay. At the end of the table a new
+    pass from `start` picks up what the keyset left behind (a row that came
+    due, a row another relay held and gave back, a row committed late); the
+    drain ends when a whole pass publishes nothing.
     """
     deadline = time.monotonic() + time_budget_seconds
     total = BatchReport()
-    after = start
+    after, pass_published = start, 0
     for _ in range(max_batches):
         report = outbox_batch_publish(batch_size=batch_size, after=after)
         total.claimed += report.claimed
@@ -316,16 +342,15 @@ def outbox_drain(
         total.held_back += report.held_back
         total.deferred += report.deferred
         total.breaker_open = report.breaker_open
+        pass_published += report.published
         if report.breaker_open or time.monotonic() >= deadline:
             break
         if report.published == 0 and (report.retrying or report.failed):
             break  # the broker is failing these rows: their backoff, the breaker and the next run decide
-        if report.published == 0 and (report.deferred == 0 or after == start):
-            # Nothing locked here (or, from the start, only rows another relay
-            # is about to release): the keyset has reached the end.
-            if after == start:
+        if report.claimed == 0 and report.deferred == 0:  # locked nothing: the end of this pass
+            if after == start or pass_published == 0:
                 break
-            after = start  # the pass from the start
+            after, pass_published = start, 0
             continue
         after = report.last_id
     return total
