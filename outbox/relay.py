@@ -59,7 +59,7 @@ from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, ev
 from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake
+from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_hand_over
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
 from resilience.retry import retry_delay
@@ -369,8 +369,7 @@ def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
         if time.monotonic() >= deadline:
             # Out of time with work left: hand over to a fresh run rather than
             # leave rows waiting for the sweep.
-            outbox_relay_flag_clear()
-            outbox_relay_wake()
+            outbox_relay_hand_over()
             return
         if report.published:
             continue
