@@ -181,11 +181,6 @@ def _claim(batch_size: int, now: datetime, after: int = 0) -> tuple[list[Claimed
     highest id locked (0 if none).
     """
     with connection.cursor() as cursor:
-        # Only the ordered walk of outbox_pending_idx that stops at `limit` is
-        # cheap: with statistics from before a burst of rows (analyze lags,
-        # the batch's transaction ends these settings) the planner fetched
-        # every PENDING row by bitmap and sorted them all, on disk, per batch.
-        cursor.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
         cursor.execute(
             _CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size, "after": after}
         )
