@@ -4,8 +4,10 @@
 
 Needs the local services (`bash scripts/services.sh up`). It never touches a
 running platform: it uses a database of its own (`ecommerce_bench` on the
-server of DATABASE_URL, created and migrated here), Redis database 9 of the
-server of REDIS_URL (its Celery queue and wake-up flag), and a Kafka-protocol
+server of DATABASE_URL, created and migrated here; OUTBOX_BENCH_DATABASE names
+another), Redis database 9 of the server of REDIS_URL (its Celery queue and
+wake-up flag; OUTBOX_BENCH_REDIS_DB names another, so two benches on one
+machine keep apart), and a Kafka-protocol
 broker of its own (tansu, started on a free port and killed at the end), so
 even the OrderCreated events of its checkouts never reach a platform's
 `orders.created`. Three measurements, one run:
@@ -38,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 from bench.isolation import bench_url, ensure_database  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 
-BENCH_DB = "ecommerce_bench"
-BENCH_REDIS_DB = 9
+BENCH_DB = os.environ.get("OUTBOX_BENCH_DATABASE", "ecommerce_bench")
+BENCH_REDIS_DB = int(os.environ.get("OUTBOX_BENCH_REDIS_DB", "9"))
 
 
 os.environ["DATABASE_URL"] = bench_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/", f"/{BENCH_DB}")

@@ -45,6 +45,15 @@ class OutboxEvent(models.Model):
             models.Index(fields=["aggregate_type", "aggregate_id", "id"]),
             # The relay's work queue: only PENDING rows, in insertion order.
             models.Index(fields=["id"], name="outbox_pending_idx", condition=Q(status="PENDING")),
+            # The rows that can hold an aggregate's later rows back: FAILED,
+            # REFUSED, or PENDING with a retry time. Few, so the claim's
+            # "nothing earlier is stuck" test is a probe of a small index
+            # instead of a scan of the whole outbox (outbox/relay.py).
+            models.Index(
+                fields=["aggregate_type", "aggregate_id", "id"],
+                name="outbox_blocking_idx",
+                condition=~Q(status="PUBLISHED") & (~Q(status="PENDING") | Q(next_attempt_at__isnull=False)),
+            ),
             models.Index(fields=["status", "created_at"]),
         ]
 

@@ -23,6 +23,26 @@ the batch), it keeps an aggregate's order (a later row waits behind a
 retrying one, which a task retried on its own clock cannot see), and a
 thousand retrying rows cost one query, not a thousand delayed messages. The relay task itself is therefore
 never retried by Celery: the wake-up and the beat sweep start the next run.
+
+The table stays one table, and the claim never walks what vacuum has not
+removed. Publishing a row updates it, which leaves a dead version and a dead
+entry in the PENDING index; while any transaction holds an older snapshot (a
+REPEATABLE READ report, a pg_dump, a stuck session) vacuum removes none, and a
+claim that starts its index scan at id 0 steps over every one of them, ever
+more per batch. So a batch claims after the highest id the previous batch
+locked, and a run starts after a floor (outbox/floor.py): the dead entries are
+behind every scan, the blocking test probes a partial index of the few rows
+that can hold an order back, and the prefix test probes each claimed order's
+own rows. Rotated partitions truncated when drained (pgque's design) would
+also remove the dead tuples themselves, but TRUNCATE needs an ACCESS EXCLUSIVE
+lock that a reader of the outbox (the held transaction itself, if it read it)
+blocks while checkouts' inserts queue behind it; it would drop PUBLISHED rows
+that the retention, the admin, republishing and reconciliation read, unless
+they moved to a second table that every one of those would then read; and a
+partitioned table cannot keep `event_id` unique. The dead tuples a held
+snapshot keeps are bounded by the rows published while it is held (one
+version per row: the lock writes no new one, the single UPDATE does), and
+vacuum takes them once it ends.
 """
 import json
 import logging
@@ -37,9 +57,10 @@ from django.utils import timezone
 
 from core.planted import DROP_OUTBOX_ROW, planted
 from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
+from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_wake
+from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_hand_over
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
 from resilience.retry import retry_delay
@@ -57,7 +78,11 @@ class BatchReport:
     retrying: int = 0
     failed: int = 0
     held_back: int = 0
+    # Locked, but an earlier row of the same aggregate is another relay's:
+    # left for it (that relay publishes them once the earlier row is out).
+    deferred: int = 0
     breaker_open: bool = False
+    last_id: int = 0  # the highest id locked: where the drain's next batch starts
     published_ids: list[int] = field(default_factory=list)
 
 
@@ -80,64 +105,89 @@ class ClaimedRow:
     last_error: str = ""
 
 
-# The payload comes as its stored JSON text: the relay sends it as is
-# instead of decoding and re-encoding every row.
+# One statement claims a batch: it locks due PENDING rows, in id order, that
+# nothing earlier of their aggregate holds back, and returns those that are
+# the unbroken prefix of their aggregate's unpublished rows. The payload
+# comes as its stored JSON text: the relay sends it as is instead of
+# decoding and re-encoding every row.
 #
-# A row is claimed only if no earlier row of its aggregate is unpublished for
-# a while yet: FAILED, REFUSED, or PENDING and waiting for its retry. Such a
-# row could not be published and would only take a place in the batch;
-# enough of them (ten orders behind a failed event) filled the whole
-# half-open trial, so the relay never asked the breaker and never published
-# anything again. An
-# earlier row that is PENDING and due is no obstacle: it comes first in this
-# very batch, unless another relay holds it, which `_claim` sees next.
+# `candidate`: a row is not claimed if an earlier row of its aggregate is
+# unpublished for a while yet: FAILED, REFUSED, or PENDING and waiting for
+# its retry. Such a row could not be published and would only take a place
+# in the batch; enough of them (ten orders behind a failed event) filled the
+# whole half-open trial, so the relay never asked the breaker and never
+# published anything again. The test is written with `outbox_blocking_idx`'s
+# condition so it is a probe of that small index, not a scan of the outbox.
+# An earlier row that is PENDING and due is no obstacle: it comes first in
+# this very batch, unless another relay holds it, which `elsewhere` sees.
+#
+# `elsewhere`: the first unpublished row of each claimed aggregate that this
+# claim does not hold (another relay has it, or it lies before `after`): the
+# aggregate's claimed rows after it come back `deferred` (no payload) and stay
+# locked but unsent until the transaction ends, so rows only ever go out as
+# their aggregate's prefix. The drain counts them, and goes on past them.
+#
+# `after` (keyset): a drain claims the rows after the last one it claimed,
+# so a batch never steps over the index entries of rows published before it;
+# those are dead tuples that vacuum cannot remove while any transaction holds
+# an older snapshot (outbox/relay.py's docstring).
 _CLAIM_SQL = """
-    SELECT id, aggregate_type, aggregate_id, topic, key, event_type, headers::text, payload::text,
-           attempts, created_at
-    FROM {table} AS candidate
-    WHERE status = 'PENDING' AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
-      AND NOT EXISTS (
-          SELECT 1 FROM {table} AS earlier
-          WHERE earlier.aggregate_type = candidate.aggregate_type AND earlier.aggregate_id = candidate.aggregate_id
-            AND earlier.id < candidate.id AND earlier.status <> 'PUBLISHED'
-            AND NOT (earlier.status = 'PENDING'
-                     AND (earlier.next_attempt_at IS NULL OR earlier.next_attempt_at <= %(now)s))
-      )
-    ORDER BY id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    WITH locked AS (
+        SELECT id, aggregate_type, aggregate_id, topic, key, event_type, headers, payload, attempts, created_at
+        FROM {table} AS candidate
+        WHERE status = 'PENDING' AND id > %(after)s AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+          AND NOT EXISTS (
+              SELECT 1 FROM {table} AS earlier
+              WHERE earlier.aggregate_type = candidate.aggregate_type
+                AND earlier.aggregate_id = candidate.aggregate_id
+                AND earlier.id < candidate.id
+                AND earlier.status <> 'PUBLISHED'
+                AND (earlier.status <> 'PENDING' OR earlier.next_attempt_at IS NOT NULL)
+                AND NOT (earlier.status = 'PENDING' AND earlier.next_attempt_at <= %(now)s)
+          )
+        ORDER BY id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ),
+    elsewhere AS (
+        SELECT claimed.aggregate_type, claimed.aggregate_id, first.id AS first_id
+        FROM (SELECT aggregate_type, aggregate_id, max(id) AS last_id FROM locked GROUP BY 1, 2) AS claimed
+        CROSS JOIN LATERAL (
+            SELECT other.id FROM {table} AS other
+            WHERE other.aggregate_type = claimed.aggregate_type AND other.aggregate_id = claimed.aggregate_id
+              AND other.id < claimed.last_id AND other.status <> 'PUBLISHED'
+              AND other.id NOT IN (SELECT id FROM locked)
+            ORDER BY other.id
+            LIMIT 1
+        ) AS first
+    )
+    SELECT locked.id, locked.aggregate_type, locked.aggregate_id, topic, key, event_type,
+           CASE WHEN deferred THEN NULL ELSE headers::text END, CASE WHEN deferred THEN NULL ELSE payload::text END,
+           attempts, created_at, deferred
+    FROM (
+        SELECT locked.*, coalesce(locked.id > elsewhere.first_id, false) AS deferred
+        FROM locked
+        LEFT JOIN elsewhere
+          ON elsewhere.aggregate_type = locked.aggregate_type AND elsewhere.aggregate_id = locked.aggregate_id
+    ) AS locked
+    ORDER BY locked.id
 """
 
 
-def _claim(batch_size: int, now: datetime) -> list[ClaimedRow]:
-    """Lock due PENDING rows not held back by their aggregate, then keep each aggregate's publishable prefix."""
+def _claim(batch_size: int, now: datetime, after: int = 0) -> tuple[list[ClaimedRow], int, int]:
+    """Lock up to `batch_size` due PENDING rows after id `after`.
+
+    Returns the rows their aggregates' order lets go, how many locked rows
+    wait behind an earlier row this claim does not hold (deferred), and the
+    highest id locked (0 if none).
+    """
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size})
-        locked = [ClaimedRow(*values) for values in cursor.fetchall()]
-    if not locked:
-        return []
-    locked_ids = {row.id for row in locked}
-    aggregates = {(row.aggregate_type, row.aggregate_id) for row in locked}
-    # Every unpublished row of those aggregates, locked by us or not: an
-    # earlier one another relay holds right now holds the rest back.
-    unpublished: dict[tuple[str, str], list[int]] = defaultdict(list)
-    rows = (
-        OutboxEvent.objects.exclude(status=OutboxStatus.PUBLISHED).filter(
-            aggregate_id__in={aggregate_id for _, aggregate_id in aggregates},
+        cursor.execute(
+            _CLAIM_SQL.format(table=OutboxEvent._meta.db_table), {"now": now, "limit": batch_size, "after": after}
         )
-        .order_by("id")
-        .values_list("aggregate_type", "aggregate_id", "id")
-    )
-    for aggregate_type, aggregate_id, row_id in rows:
-        if (aggregate_type, aggregate_id) in aggregates:
-            unpublished[(aggregate_type, aggregate_id)].append(row_id)
-    publishable: set[int] = set()
-    for ids in unpublished.values():
-        for row_id in ids:
-            if row_id not in locked_ids:
-                break  # an earlier row is elsewhere (another relay, or waiting): hold the rest back
-            publishable.add(row_id)
-    return [row for row in locked if row.id in publishable]
+        locked = cursor.fetchall()
+    rows = [ClaimedRow(*values[:-1]) for values in locked if not values[-1]]
+    return rows, len(locked) - len(rows), (locked[-1][0] if locked else 0)
 
 
 def _message(row: ClaimedRow) -> OutgoingMessage:
@@ -202,8 +252,8 @@ def _apply_failure(row: ClaimedRow, result: SendResult, now: datetime, report: B
         report.retrying += 1
 
 
-def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = None) -> BatchReport:
-    """Claim one batch, publish it, record each row's outcome; all in one transaction."""
+def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = None, after: int = 0) -> BatchReport:
+    """Claim one batch (rows after id `after`), publish it, record each row's outcome; all in one transaction."""
     breaker = breaker or breaker_for(POLICY)
     report = BatchReport()
     max_attempts = settings.OUTBOX_MAX_ATTEMPTS
@@ -212,7 +262,7 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
         # few rows' attempts on a broker that may still be down.
         batch_size = min(batch_size, TRIAL_BATCH_SIZE)
     with transaction.atomic():
-        rows = _claim(batch_size, timezone.now())
+        rows, report.deferred, report.last_id = _claim(batch_size, timezone.now(), after)
         report.claimed = len(rows)
         if not rows:
             return report
@@ -267,43 +317,68 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
     return report
 
 
-def outbox_drain(*, batch_size: int, time_budget_seconds: float, max_batches: int = 1000) -> BatchReport:
-    """Publish batches until the outbox has no due work, the breaker opens or time runs out."""
+def outbox_drain(
+    *, batch_size: int, time_budget_seconds: float, max_batches: int = 1000, start: int = 0
+) -> BatchReport:
+    """Publish batches until the outbox has no due work, the breaker opens or time runs out.
+
+    The first batch claims rows after id `start` (0, or the process's floor:
+    outbox/floor.py); each next one after the highest id the previous one
+    locked (keyset), so it never walks the published rows before it, and goes
+    on past rows deferred to another relay. At the end of the table a new
+    pass from `start` picks up what the keyset left behind (a row that came
+    due, a row another relay held and gave back, a row committed late); the
+    drain ends when a whole pass publishes nothing.
+    """
     deadline = time.monotonic() + time_budget_seconds
     total = BatchReport()
+    after, pass_published = start, 0
     for _ in range(max_batches):
-        report = outbox_batch_publish(batch_size=batch_size)
+        report = outbox_batch_publish(batch_size=batch_size, after=after)
         total.claimed += report.claimed
         total.published += report.published
         total.retrying += report.retrying
         total.failed += report.failed
         total.held_back += report.held_back
+        total.deferred += report.deferred
         total.breaker_open = report.breaker_open
-        if report.breaker_open or report.published == 0 or time.monotonic() >= deadline:
+        pass_published += report.published
+        if report.breaker_open or time.monotonic() >= deadline:
             break
+        if report.published == 0 and (report.retrying or report.failed):
+            break  # the broker is failing these rows: their backoff, the breaker and the next run decide
+        if report.claimed == 0 and report.deferred == 0:  # locked nothing: the end of this pass
+            if after == start or pass_published == 0:
+                break
+            after, pass_published = start, 0
+            continue
+        after = report.last_id
     return total
 
 
 def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
     """Drain until idle, release the wake-up flag, and drain once more (see outbox/trigger.py)."""
     deadline = time.monotonic() + time_budget_seconds
+    start = outbox_claim_floor()
     while True:
         remaining = deadline - time.monotonic()
-        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0))
+        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0), start=start)
         if report.breaker_open:
             outbox_relay_flag_clear()  # the sweep retries once the breaker lets it
             return
         if time.monotonic() >= deadline:
             # Out of time with work left: hand over to a fresh run rather than
             # leave rows waiting for the sweep.
-            outbox_relay_flag_clear()
-            outbox_relay_wake()
+            outbox_relay_hand_over()
             return
         if report.published:
             continue
         outbox_relay_flag_clear()
-        final = outbox_drain(batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0))
+        final = outbox_drain(
+            batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0), start=start
+        )
         if not final.published:
+            outbox_claim_floor_note(start)
             return
         if not outbox_relay_flag_take():
             return  # a commit after the clear already enqueued the next run

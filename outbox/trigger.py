@@ -50,6 +50,20 @@ def outbox_relay_wake() -> None:
         logger.warning("relay wake-up skipped", extra={"event": "resilience", "error": repr(error)})
 
 
+def outbox_relay_hand_over() -> None:
+    """Enqueue the successor of a run that ran out of time with work left, whatever the flag says.
+
+    Through the flag, two runs out of time together (the worker's processes
+    draining a backlog side by side) got one successor between them, or none
+    when a commit had just taken the flag, and the drain went on in one
+    process. Each run hands over to one successor, so their number stays what it was.
+    """
+    try:
+        current_app.send_task(RELAY_TASK, retry=False)
+    except Exception as error:  # the Celery broker: the sweep will catch up
+        logger.warning("relay hand-over skipped", extra={"event": "resilience", "error": repr(error)})
+
+
 def outbox_relay_wake_on_commit() -> None:
     """Wake the relay once the caller's transaction commits (if wake-ups are on)."""
     if settings.OUTBOX_TRIGGER_ON_COMMIT:

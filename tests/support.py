@@ -250,12 +250,14 @@ def shared_state_reset() -> None:
     import redis
 
     from messaging.kafka.producer import event_producer_reset
+    from outbox.floor import outbox_claim_floor_reset
     from outbox.trigger import outbox_trigger_reset
     from resilience.policies import breakers_reset
 
     event_producer_reset()
     breakers_reset()
     outbox_trigger_reset()
+    outbox_claim_floor_reset()
     client = redis.Redis.from_url(settings.RESILIENCE_REDIS_URL)
     try:
         for key in client.scan_iter("circuit-breaker:*"):

@@ -2,18 +2,22 @@
 import json
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
+import psycopg2
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from messaging.contract.events import ORDERS_CREATED
 from messaging.kafka.producer import event_producer_reset
 from orders.models import Order
+from outbox import floor
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.relay import outbox_batch_publish, outbox_drain
-from outbox.services import outbox_events_republish, outbox_failed_requeue, outbox_published_purge
+from outbox.relay import outbox_batch_publish, outbox_drain, outbox_relay_run
+from outbox.services import outbox_events_republish, outbox_failed_requeue, outbox_published_purge, outbox_rows_requeue
 from resilience.breaker import BreakerConfig, CircuitBreaker, MemoryStore, State
 from resilience.policies import breaker_for
 from tests.api import add_to_cart, checkout
@@ -258,3 +262,54 @@ class TestHousekeeping:
         rows = {row["id"]: row for row in OutboxEvent.objects.values("id", "status", "attempts", "last_error")}
         assert [rows[published.id]["status"], rows[failed.id]["status"]] == ["PENDING", "PENDING"]
         assert rows[refused.id] == {"id": refused.id, "status": "REFUSED", "attempts": 1, "last_error": "too large"}
+
+
+@contextmanager
+def another_relay_holding(row: OutboxEvent):
+    """A second session that has claimed `row` (FOR UPDATE), as another relay mid-batch has."""
+    db = connection.settings_dict
+    session = psycopg2.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432)
+    try:
+        with session.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {OutboxEvent._meta.db_table} WHERE id = %s FOR UPDATE", [row.id])
+        yield
+    finally:
+        session.rollback()
+        session.close()
+
+
+@pytest.mark.kafka
+@pytest.mark.django_db(transaction=True)
+class TestSeveralRelays:
+    def test_a_drain_goes_on_past_rows_left_to_the_relay_holding_their_order(self):
+        # given: another relay holds an order's first row; that order's second row, then another order's row
+        held, free = str(uuid.uuid4()), str(uuid.uuid4())
+        first, second, other = event(held, 0), event(held, 1), event(free, 0)
+
+        # when: a drain of one-row batches runs meanwhile
+        with another_relay_holding(first):
+            report = outbox_drain(batch_size=1, time_budget_seconds=10)
+
+        # then: the second row waits for the relay holding the first; the other order's row is out
+        statuses = dict(OutboxEvent.objects.values_list("id", "status"))
+        assert statuses == {first.id: "PENDING", second.id: "PENDING", other.id: "PUBLISHED"}
+        assert report.deferred >= 1
+
+
+class TestClaimFloor:
+    def test_a_run_starts_past_published_rows_and_a_full_pass_still_finds_a_row_requeued_below(self, monkeypatch):
+        monkeypatch.setattr(floor, "SETTLE_SECONDS", 0.0)
+        monkeypatch.setattr(floor, "FULL_PASS_SECONDS", 3600.0)
+        aggregate = str(uuid.uuid4())
+        first, second = event(aggregate, 0), event(aggregate, 1)
+        outbox_relay_run(batch_size=10, time_budget_seconds=10)  # the process's first run: a full pass
+        assert floor.outbox_claim_floor() >= second.id  # nothing PENDING at or below it
+        OutboxEvent.objects.filter(id=first.id).update(status=OutboxStatus.FAILED)
+        outbox_rows_requeue(ids=[first.id])  # back to PENDING, below the floor
+
+        outbox_relay_run(batch_size=10, time_budget_seconds=10)
+        assert OutboxEvent.objects.get(id=first.id).status == OutboxStatus.PENDING  # past it: delayed, not lost
+
+        monkeypatch.setattr(floor, "FULL_PASS_SECONDS", 0.0)
+        outbox_relay_run(batch_size=10, time_budget_seconds=10)
+        assert OutboxEvent.objects.get(id=first.id).status == OutboxStatus.PUBLISHED

@@ -18,6 +18,7 @@ from checkout.models import Cart, CartItem
 from checkout.services import carts_expired_delete
 from checkout.tasks import cart_cleanup
 from outbox.models import OutboxEvent, OutboxStatus
+from outbox.relay import outbox_relay_run
 from outbox.tasks import purge_published
 from outbox.trigger import FLAG_KEY, outbox_relay_flag_clear, outbox_relay_wake, outbox_trigger_reset
 from tests.api import add_to_cart, checkout
@@ -125,6 +126,24 @@ class TestWakeCoalescing:
         outbox_relay_wake()
 
         assert relay_messages(broker_queue) == ["outbox.relay", "outbox.relay"]
+
+
+@pytest.mark.kafka
+@pytest.mark.django_db
+class TestHandOver:
+    def test_two_runs_out_of_time_together_each_enqueue_a_successor(self, broker_queue):
+        # given: a backlog, and a commit's wake-up holding the flag
+        for sequence in range(3):
+            outbox_test_event(str(uuid.uuid4()), sequence)
+        outbox_relay_wake()
+        assert relay_messages(broker_queue) == ["outbox.relay"]
+
+        # when: the worker's two runs both run out of time with work left
+        outbox_relay_run(batch_size=1, time_budget_seconds=0)
+        outbox_relay_run(batch_size=1, time_budget_seconds=0)
+
+        # then: each has a successor, so the backlog keeps both processes
+        assert relay_messages(broker_queue) == ["outbox.relay"] * 3
 
 
 class TestWakeWithRedisDown:
