@@ -234,7 +234,10 @@ def _many_connections_slot(directory: Path) -> Iterator[None]:
         time.sleep(0.2)
 
 
-@pytest.hookimpl(wrapper=True)
+# tryfirst: the outermost wrapper, so the wait for a slot comes before
+# pytest-timeout starts a test's timer (a test that waited minutes behind the
+# short soak timed out without having run long).
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
     """Run a `many_connections` test of a parallel run only in a free slot (setup and teardown included)."""
     if not _xdist_worker() or item.get_closest_marker("many_connections") is None:
