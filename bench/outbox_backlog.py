@@ -71,17 +71,9 @@ def machine_busy() -> tuple[int, int]:
 def prepare_checkouts(count: int) -> list[str]:
     from django.utils import timezone
 
-    from catalog.models import Category, Product
     from checkout.models import Cart, CartItem
 
-    category, _ = Category.objects.get_or_create(name="Bench")
-    products = [
-        Product.objects.update_or_create(
-            sku=f"BENCH-ITEM-{n:02d}",
-            defaults={"name": f"Bench item {n}", "price": Decimal("9.99"), "inventory_quantity": 10_000_000, "category": category},
-        )[0]
-        for n in range(20)
-    ]  # fmt: skip
+    products = outbox_bench.bench_catalog()
     expires = timezone.now() + timezone.timedelta(hours=2)
     sessions = [f"backlog-{uuid.uuid4().hex}" for _ in range(count)]
     carts = Cart.objects.bulk_create([Cart(session_id=s, expires_at=expires) for s in sessions])

@@ -180,26 +180,32 @@ def worker_drain_rate(topic: str, rows: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
-def checkout_latency(rate: int, seconds: int) -> dict[str, float]:
-    from django.db import connection
-    from django.utils import timezone
-
+def bench_catalog() -> list:
+    """Twenty products with all the stock a bench needs (created once, found after)."""
     from catalog.models import Category, Product
-    from checkout.models import Cart, CartItem
-    from checkout.services import checkout_create
-    from orders.services import CustomerInfo, ShippingAddress
-    from outbox.models import OutboxEvent, OutboxStatus
 
-    outbox_reset()
     category, _ = Category.objects.get_or_create(name="Bench")
     # A catalog, not one hot item: checkouts of one product queue on its row lock by design.
-    products = [
+    return [
         Product.objects.update_or_create(
             sku=f"BENCH-ITEM-{n:02d}",
             defaults={"name": f"Bench item {n}", "price": Decimal("9.99"), "inventory_quantity": 10_000_000, "category": category},
         )[0]
         for n in range(20)
     ]
+
+
+def checkout_latency(rate: int, seconds: int) -> dict[str, float]:
+    from django.db import connection
+    from django.utils import timezone
+
+    from checkout.models import Cart, CartItem
+    from checkout.services import checkout_create
+    from orders.services import CustomerInfo, ShippingAddress
+    from outbox.models import OutboxEvent, OutboxStatus
+
+    outbox_reset()
+    products = bench_catalog()
     warm_up = 20
     total = rate * seconds + warm_up
     expires = timezone.now() + timezone.timedelta(hours=1)
