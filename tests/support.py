@@ -58,14 +58,7 @@ class DisposableBroker:
             preexec_fn=self.preexec_fn,
         )
 
-        def accepting() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(accepting, timeout=15, what=f"tansu on {self.bootstrap}")
+        wait_for(lambda: accepting(self.port), timeout=15, what=f"tansu on {self.bootstrap}")
         topics_ensure(bootstrap_servers=[self.bootstrap], topics=topics)
 
     def pause(self) -> None:
@@ -83,6 +76,15 @@ class DisposableBroker:
         """Kill and start again on the same port: topics and messages are gone, so re-create topics."""
         self.kill()
         self.start(topics)
+
+
+def accepting(port: int, *, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port` now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0) -> list:

@@ -32,7 +32,7 @@ from orders.models import Order
 from tests.factories import ProductFactory, UserFactory
 from tests.ops.platform import DrillPlatform
 from tests.servers import free_port
-from tests.support import ROOT, wait_for
+from tests.support import ROOT, accepting, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -149,7 +149,7 @@ def test_broker_proxy_adds_the_delay_it_is_told_and_heals_when_the_file_goes(tmp
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_for(lambda: _connectable(listen_port), timeout=15, what="the proxy listening")
+        wait_for(lambda: accepting(listen_port), timeout=15, what="the proxy listening")
 
         def round_trip() -> float:
             with socket.create_connection(("127.0.0.1", listen_port), timeout=10) as client:
@@ -169,14 +169,6 @@ def test_broker_proxy_adds_the_delay_it_is_told_and_heals_when_the_file_goes(tmp
         proxy.terminate()
         proxy.wait(timeout=10)
         echo.close()
-
-
-def _connectable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _echo(server) -> None:

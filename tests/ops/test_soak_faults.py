@@ -19,7 +19,7 @@ import pytest
 from ops.drills import faults
 from ops.drills.broker_proxy import kafka_client_id, proxy_faults_write
 from tests.servers import free_port
-from tests.support import ROOT, database_url_for_tests, wait_for
+from tests.support import ROOT, accepting, database_url_for_tests, wait_for
 from tests.unit_support import _clean_cache, _clean_shared_state  # noqa: F401 (nothing here touches Redis)
 
 
@@ -59,7 +59,7 @@ def proxied_echo(tmp_path):
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_for(lambda: _connectable(port), timeout=15, what="the proxy listening")
+        wait_for(lambda: accepting(port), timeout=15, what="the proxy listening")
         yield port, control
     finally:
         proxy.terminate()
@@ -74,14 +74,6 @@ def _echo_one(connection: socket.socket) -> None:
                 connection.sendall(data)
         except OSError:
             pass
-
-
-def _connectable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _round_trip(port: int, client_id: str, *, sock: socket.socket | None = None) -> bytes:
