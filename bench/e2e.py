@@ -71,10 +71,13 @@ class Platform:
         self.metrics_headers = {"Authorization": f"Bearer {metrics_token}"} if metrics_token else {}
 
     def restock(self, products: list[dict], *, at_least: int) -> None:
-        """Top up every product to `at_least` units, so the load never runs out of stock."""
+        """Set every product's stock to `at_least` units, so the load never runs out of stock.
+
+        Always written, never skipped on what `products` says: that is from
+        before the orders placed since (a capacity search runs several loads
+        in a row, and a skip on a stale count ran the later ones out of stock).
+        """
         for product in products:
-            if product["inventoryQuantity"] >= at_least:
-                continue
             body = {field: product[field] for field in ("sku", "name", "description", "price", "categoryId", "isActive")}
             answer = self.http.put(
                 f"{self.base_url}{API}/products/{product['id']}",
