@@ -77,6 +77,11 @@ def platform_started(checkout: Path, label: str, *, web_port: int, log_dir: Path
     base_url = f"http://127.0.0.1:{web_port}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"bench-platform-{label}.log"
+    # A bench stopped with SIGTERM (kill, a timeout) must stop the platform it
+    # started too: Python's default for SIGTERM ends the process without
+    # running the `finally` below, and the platform would hold the ports.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     print(f"{label}: starting {checkout}/scripts/run.sh (log {log_path})", file=sys.stderr, flush=True)
     with log_path.open("w") as log:
         runner = subprocess.Popen(
