@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+import psycopg2
 from django.conf import settings
 
 from ops.drills import faults
@@ -171,6 +172,8 @@ def _needs_own_postgres(site: faults.Site) -> str | None:
         faults.postmaster_info(site.database_url)
     except (faults.DrillError, OSError) as error:
         return str(error)
+    except psycopg2.Error as error:  # a schedule can be drawn before the platform's database exists
+        return f"cannot ask PostgreSQL at DATABASE_URL: {str(error).strip()}"
     return None
 
 
