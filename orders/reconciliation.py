@@ -19,7 +19,8 @@ unpaid; it spends the same per-order budget of attempts (`redrives_claim`).
 Each order has one budget of re-drives (`reconcile_attempts`), each claimed
 under the order's row lock with SKIP LOCKED and spaced by a doubling backoff,
 so two runs at once split the orders instead of driving one twice. When the
-budget is spent the order is flagged for a human.
+budget is spent the order is flagged for a human. A payment re-drive the
+provider could not answer gives its attempt back (`_attempt_given_back`).
 """
 import logging
 import time
@@ -29,14 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from messaging.contract.events import ORDER_CREATED
 from orders.metrics import RECONCILED
 from orders.models import UNSETTLED_STATUSES, Order, OrderStatus, ProcessedEvent
 from orders.payment_resolution import order_payment_resolve
-from orders.processing import order_created_from_payload
+from orders.processing import Outcome, order_created_from_payload
 from orders.services import order_created_event_create
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.services import outbox_events_republish
@@ -146,13 +147,31 @@ def _republish(order_id: uuid.UUID, report: ReconcileReport) -> None:
     logger.warning("OrderCreated republished", extra={"event": "resilience", "order_id": str(order_id)})
 
 
-def _resume_payment(order_id: uuid.UUID, report: ReconcileReport) -> None:
+def _attempt_given_back(order_id: uuid.UUID, *, backoff_base_seconds: float) -> None:
+    """A re-drive that learned nothing because the provider could not answer: not spent, and the next one soon.
+
+    An outage of the provider is the provider's alert (`PaymentFailuresHigh`,
+    the breaker's), not each order's: spending the order's budget on it would
+    double its backoff at every attempt made during the outage (one order
+    waited 30 minutes after the provider came back) and, after
+    ORDER_RECONCILE_MAX_ATTEMPTS, hand a healthy order to a human. What bounds
+    an order in doubt is its charge requests (PAYMENT_UNKNOWN_MAX_CHARGES),
+    counted apart: the provider's word ends it.
+    """
+    Order.objects.filter(id=order_id, reconcile_attempts__gt=0).update(
+        reconcile_attempts=F("reconcile_attempts") - 1,
+        reconcile_next_at=timezone.now() + _backoff(1, backoff_base_seconds),
+    )
+
+
+def _resume_payment(order_id: uuid.UUID, report: ReconcileReport, *, backoff_base_seconds: float) -> None:
     """Settle a PROCESSING order (or a CANCELLED one in doubt) by what the provider holds under its key."""
     row = _order_created_row(order_id)
     event = None
     if row is not None and not ProcessedEvent.objects.filter(event_id=row.payload["eventId"]).exists():
         event = order_created_from_payload(row.payload)  # the consumer stopped mid-payment: recorded with the outcome
-    order_payment_resolve(order_id=order_id, event=event)
+    if order_payment_resolve(order_id=order_id, event=event) == Outcome.PAYMENT_UNKNOWN:
+        _attempt_given_back(order_id, backoff_base_seconds=backoff_base_seconds)
     RECONCILED.labels("payment_resumed").inc()
     report.payment_resumed += 1
     logger.warning("payment resolved by lookup", extra={"event": "resilience", "order_id": str(order_id)})
@@ -191,7 +210,7 @@ def orders_reconcile(
                 if order.status == OrderStatus.PENDING:
                     _republish(order.order_id, report)
                 else:
-                    _resume_payment(order.order_id, report)
+                    _resume_payment(order.order_id, report, backoff_base_seconds=older_than_seconds)
             except Exception:  # one order must not stop the others; its next attempt comes after the backoff
                 report.errors += 1
                 logger.exception("order reconciliation failed", extra={"event": "resilience", "order_id": str(order.order_id)})

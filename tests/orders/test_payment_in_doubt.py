@@ -4,6 +4,8 @@ The consumer's path (`process_order_created_message`) meets the fake
 provider's real faults; reconciliation (`orders_reconcile`) then asks the
 provider for the charge under the order's key.
 """
+from datetime import timedelta
+
 import pytest
 from django.db.models import Sum
 from django.utils import timezone
@@ -126,6 +128,33 @@ def test_a_hang_is_retried_and_failed_only_once_the_provider_confirms_no_charge(
     assert held_stock(order) == stock + quantity  # its items' stock is back, once
     reconcile()
     assert held_stock(order) == stock + quantity
+
+
+def test_runs_the_provider_cannot_answer_spend_none_of_the_orders_budget(place_order, payment_provider):
+    """A provider outage longer than the re-drive budget neither hands the order to a human nor pushes its next try out.
+
+    Spent, those runs doubled the order's backoff each time: in a soak, orders
+    in doubt through an hour of overlapping provider faults waited up to 30
+    minutes after the provider came back, and the budget's end flags them.
+    """
+    payment_provider.faults(hang_rate=1.0)
+    order = in_doubt(place_order)
+    payment_provider.kill()  # the fixture starts it again
+    threshold = 60
+    for _ in range(4):
+        Order.objects.update(reconcile_next_at=None, updated_at=timezone.now() - timedelta(hours=1))
+        orders_reconcile(older_than_seconds=threshold, max_attempts=2)
+    order.refresh_from_db()
+    assert (order.status, order.flagged_at, order.reconcile_attempts) == ("PROCESSING", None, 0)
+    assert order.reconcile_next_at - timezone.now() <= timedelta(seconds=2 * threshold)  # the first step
+
+    payment_provider.start()
+    payment_provider.faults_reset()
+    reconcile()
+
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.flagged_at) == ("PAID", "SUCCESS", None)
+    assert len(payment_provider.charges(str(order.id))) == 1
 
 
 def test_a_charge_found_for_an_order_cancelled_meanwhile_is_refunded_once(place_order, payment_provider, manager_client):
