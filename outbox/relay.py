@@ -85,6 +85,16 @@ class BatchReport:
     last_id: int = 0  # the highest id locked: where the drain's next batch starts
     published_ids: list[int] = field(default_factory=list)
 
+    def add(self, batch: "BatchReport") -> None:
+        """Count a batch into a drain's total (the breaker's state is the latest batch's)."""
+        self.claimed += batch.claimed
+        self.published += batch.published
+        self.retrying += batch.retrying
+        self.failed += batch.failed
+        self.held_back += batch.held_back
+        self.deferred += batch.deferred
+        self.breaker_open = batch.breaker_open
+
 
 @dataclass
 class ClaimedRow:
@@ -335,13 +345,7 @@ def outbox_drain(
     after, pass_published = start, 0
     for _ in range(max_batches):
         report = outbox_batch_publish(batch_size=batch_size, after=after)
-        total.claimed += report.claimed
-        total.published += report.published
-        total.retrying += report.retrying
-        total.failed += report.failed
-        total.held_back += report.held_back
-        total.deferred += report.deferred
-        total.breaker_open = report.breaker_open
+        total.add(report)
         pass_published += report.published
         if report.breaker_open or time.monotonic() >= deadline:
             break
