@@ -44,6 +44,18 @@ def test_broker_killed_under_load_and_restarted_empty_the_consumer_reconnects_an
 
     broker.restart()  # SIGKILL; a new empty broker on the same port; our topics created again
     shared_state_reset()  # this test's relay starts with a fresh producer, as a worker would after the outage
+    # Ridden out by the loop (backing off, reconnecting) or by the client rejoining on its own: logged and counted either way.
+    ridden_out = {"broker unavailable, backing off", "group membership lost, partitions given up uncommitted"}
+
+    def kinds_ridden_out() -> set:
+        return {record.get("kind") for record in _resilience_lines(consumer.log()) if record.get("message") in ridden_out}
+
+    # Either way the consumer fetches again from the new broker's committed
+    # offsets (none: from the beginning). New orders placed before it has
+    # noticed could land at offsets it passed on the old broker and be
+    # skipped: those are reconciliation's, like the orders in flight at the
+    # kill (docs/runbook.md, broker-loss), not this test's.
+    wait_for(lambda: bool(kinds_ridden_out()), timeout=60, what="the consumer to notice the broker's loss")
     after = [place_order() for _ in range(3)]
     after_ids = [row.id for row in after]
 
@@ -61,11 +73,7 @@ def test_broker_killed_under_load_and_restarted_empty_the_consumer_reconnects_an
         what="the new orders paid after the broker came back",
     )
     assert consumer.process.poll() is None  # it never exited
-    # Ridden out by the loop (backing off, reconnecting) or by the client rejoining on its own: logged and counted either way.
-    ridden_out = {"broker unavailable, backing off", "group membership lost, partitions given up uncommitted"}
-    kinds = {record.get("kind") for record in _resilience_lines(consumer.log()) if record.get("message") in ridden_out}
-    assert kinds, consumer.log()[-3000:]
-    assert kinds <= {"connection", "commit_failed", "rebalance", "topic_missing"}
+    assert kinds_ridden_out() <= {"connection", "commit_failed", "rebalance", "topic_missing"}
     assert len(before) == 6  # the orders in flight at the kill are the reconciler's (lost with the broker's data)
 
 
