@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,22 @@ def platform_env(database: str, *, web_port: int) -> dict[str, str]:
     return env
 
 
+def _database_dropped(database: str) -> None:
+    """Drop the bench's own platform database, so every version starts from the same empty schema.
+
+    A database left by another version's run would carry that version's
+    migrations (which this one may not know) and its orders.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    admin = psycopg2.connect(dbname="postgres", user="postgres", host="127.0.0.1", port=5432)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    admin.close()
+
+
 def _wait_ready(base_url: str, runner: subprocess.Popen) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -77,6 +93,7 @@ def platform_started(checkout: Path, label: str, *, web_port: int, log_dir: Path
     base_url = f"http://127.0.0.1:{web_port}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"bench-platform-{label}.log"
+    _database_dropped(database)
     # A bench stopped with SIGTERM (kill, a timeout) must stop the platform it
     # started too: Python's default for SIGTERM ends the process without
     # running the `finally` below, and the platform would hold the ports.
@@ -92,9 +109,11 @@ def platform_started(checkout: Path, label: str, *, web_port: int, log_dir: Path
             yield StartedPlatform(checkout=checkout, label=label, base_url=base_url, database=database, env=env)
         finally:
             print(f"{label}: stopping", file=sys.stderr, flush=True)
-            os.killpg(runner.pid, signal.SIGTERM)
+            with suppress(ProcessLookupError):  # run.sh may have exited already, its whole group with it
+                os.killpg(runner.pid, signal.SIGTERM)
             try:
                 runner.wait(STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
-                os.killpg(runner.pid, signal.SIGKILL)
+                with suppress(ProcessLookupError):
+                    os.killpg(runner.pid, signal.SIGKILL)
                 runner.wait()
