@@ -27,6 +27,26 @@ class NoAutoCreateClient(KafkaNetClient):
         self.cluster.config["allow_auto_create_topics"] = False
 
 
+class ProducerClient(NoAutoCreateClient):
+    """The producer's network client: its metadata always covers every topic.
+
+    kafka-python 3.0.12's producer tracks only the topics it had to look up,
+    and a topic already in the bootstrap's metadata is never looked up. The
+    first send to a topic created later (a scratch topic, a topic made again
+    after a broker lost it) narrows the metadata to that topic alone. The
+    earlier topics' partitions then have no known leader, and the sender
+    thread asks for a metadata update on every pass, which never brings them
+    back: a core spent for good, idle or not (seen at 100% of one in a relay
+    process, and reproduced by a producer sending to one topic, then another
+    created after it started). Asking for every topic's metadata keeps them
+    known; the platform has a handful of topics.
+    """
+
+    def __init__(self, **configs) -> None:
+        super().__init__(**configs)
+        self.cluster.need_all_topic_metadata = True
+
+
 def admin_client(bootstrap_servers: Sequence[str], timeout_seconds: float) -> KafkaAdminClient:
     timeout_ms = int(timeout_seconds * 1000)
     return KafkaAdminClient(

@@ -19,7 +19,7 @@ from kafka.errors import (
     UnknownProducerIdError,
 )
 
-from messaging.kafka.connection import NoAutoCreateClient
+from messaging.kafka.connection import ProducerClient
 from resilience.policies import policy
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class EventProducer:
             batch_size=min(BATCH_BYTES, max_request_bytes),
             max_request_size=max_request_bytes,
             allow_auto_create_topics=False,
-            kafka_client=NoAutoCreateClient,
+            kafka_client=ProducerClient,
         )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
