@@ -17,6 +17,8 @@ from pathlib import Path
 
 import requests
 
+# The PostgreSQL server every bench platform's database lives on (run.sh's default).
+POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
 READY_TIMEOUT_SECONDS = 600  # a first run.sh installs its virtualenv and migrates
 STOP_TIMEOUT_SECONDS = 120
 
@@ -47,7 +49,7 @@ class StartedPlatform:
 def platform_env(database: str, *, web_port: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in ("PROMETHEUS_MULTIPROC_DIR", "VIRTUAL_ENV")}
     env.update(
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}",
+        DATABASE_URL=f"{POSTGRES_SERVER}/{database}",
         WEB_PORT=str(web_port),
         # A bench measures capacity, not the per-client checkout limit.
         THROTTLE_CHECKOUT_CLIENT_RATE="1000000/min",
@@ -64,7 +66,7 @@ def _database_dropped(database: str) -> None:
     import psycopg2
     from psycopg2 import sql
 
-    admin = psycopg2.connect(dbname="postgres", user="postgres", host="127.0.0.1", port=5432)
+    admin = psycopg2.connect(f"{POSTGRES_SERVER}/postgres")
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))

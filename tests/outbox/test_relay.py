@@ -341,8 +341,7 @@ def test_a_claim_probes_each_claimed_order_once_whatever_the_statistics_say():
             "EXPLAIN (ANALYZE, FORMAT JSON) " + relay._CLAIM_SQL.format(table=OutboxEvent._meta.db_table),
             {"now": timezone.now(), "limit": 1000, "after": 0},
         )
-        plan = cursor.fetchone()[0]
-        plan = json.loads(plan) if isinstance(plan, str) else plan
+        plan = cursor.fetchone()[0]  # psycopg2 decodes the JSON plan
     nodes = list(_plan_nodes(plan[0]["Plan"]))
     probes = sum(node["Actual Loops"] for node in nodes if node.get("Alias") == "other")
     # One probe per claimed order; planned as an inner loop it was one per claimed row and order (200,000).
