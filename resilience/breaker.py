@@ -8,7 +8,8 @@ trial through, so it cannot express these numbers; resilience4j's model is
 what this module implements. Retries use tenacity (see `resilience.retry`).
 
 The whole state of a breaker is one small JSON document in Redis, changed
-only inside an optimistic WATCH/MULTI transaction. That makes each decision
+only inside an optimistic WATCH/MULTI transaction (a decision that changes
+nothing, the common case, is made on a single read). That makes each decision
 atomic across processes: when one worker sees the broker fail, every worker
 reads OPEN next, and while HALF_OPEN the trial counter caps the trial calls
 of all processes together. If Redis itself fails, the breaker carries on with
@@ -239,19 +240,31 @@ class RedisStore:
     def _key(self, name: str) -> str:
         return self.KEY_PREFIX + name
 
-    def read(self, name: str) -> dict[str, Any]:
-        raw = self.client.get(self._key(name))
+    @staticmethod
+    def _parse(raw: bytes | None) -> dict[str, Any]:
         return json.loads(raw) if raw else _empty()
+
+    def read(self, name: str) -> dict[str, Any]:
+        return self._parse(self.client.get(self._key(name)))
 
     def update(self, name: str, change: Callable[[dict[str, Any]], T]) -> tuple[T, str, str]:
         key = self._key(name)
+        # Most decisions change nothing: a closed breaker lets a call through,
+        # a success joins a window of successes. One read decides those; a
+        # decision on one consistent read is as atomic as one inside the
+        # transaction below, which costs three round trips and loses races to
+        # every other process asking at the same time.
+        raw = self.client.get(key)
+        doc, unchanged = self._parse(raw), self._parse(raw)
+        result = change(doc)
+        if doc == unchanged:
+            return result, doc["state"], doc["state"]
         give_up_at = time.monotonic() + self.CONTENTION_GIVE_UP_SECONDS
         with self.client.pipeline() as pipe:
             for attempt in itertools.count(1):
                 try:
                     pipe.watch(key)
-                    raw = pipe.get(key)
-                    doc = json.loads(raw) if raw else _empty()
+                    doc = self._parse(pipe.get(key))
                     before = doc["state"]
                     result = change(doc)
                     pipe.multi()

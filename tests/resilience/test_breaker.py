@@ -265,3 +265,39 @@ def test_lost_races_on_the_shared_state_are_waited_out_not_taken_for_an_outage(r
         thread.join(30)
     assert errors == []
     assert store.read(name)["trials"] == 40
+
+
+class CommandLog(redis.Redis):
+    """A real Redis client that remembers the commands it sent."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: list[str] = []
+
+    def execute_command(self, *args, **options):
+        self.commands.append(str(args[0]).upper())
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        self.commands.append("PIPELINE")
+        return super().pipeline(transaction, shard_hint)
+
+
+def test_a_closed_breaker_passing_successes_decides_on_one_read_and_writes_nothing():
+    """The common case (closed, a window of successes) costs a GET per decision, not a WATCH transaction.
+
+    Every acquire and every success of every relay batch and payment went
+    through WATCH/GET/MULTI/SET/EXEC before; the state it wrote back was the one it read.
+    """
+    client = CommandLog.from_url(settings.REDIS_URL)
+    try:
+        breaker = make(RedisStore(client), Clock())
+        succeed(breaker, SPEC.window_size)  # the window fills with successes: those are changes
+        client.commands.clear()
+        succeed(breaker, 5)
+        assert client.commands == ["GET"] * 10
+        fail(breaker)  # a failure changes the window: it is written, in a transaction
+        assert "PIPELINE" in client.commands[10:]
+        assert breaker.store.read(breaker.name)["window"][-1] == "F"
+    finally:
+        client.close()
