@@ -60,7 +60,7 @@ from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, ev
 from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.trigger import outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_hand_over
+from outbox.trigger import Lingering, outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_hand_over, outbox_relay_linger
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
 from resilience.retry import retry_delay
@@ -83,6 +83,8 @@ class BatchReport:
     deferred: int = 0
     breaker_open: bool = False
     last_id: int = 0  # the highest id locked: where the drain's next batch starts
+    # Locked fewer rows than the batch size: nothing due lay past them (as of its snapshot).
+    reached_end: bool = False
     published_ids: list[int] = field(default_factory=list)
 
     def add(self, batch: "BatchReport") -> None:
@@ -282,8 +284,16 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
     with transaction.atomic():
         rows, report.deferred, report.last_id = _claim(batch_size, timezone.now(), after)
         report.claimed = len(rows)
+        report.reached_end = report.claimed + report.deferred < batch_size
         if not rows:
             return report
+        # This transaction's commit need not wait for its WAL to reach the
+        # disk: if PostgreSQL crashes and loses it, its rows are PENDING
+        # again and go out a second time, which every consumer absorbs
+        # (processed events), as it does after a relay crash. At one small
+        # batch per checkout, the flush was a WAL write and fsync each.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
         try:
             # Asked only once there is work: an empty sweep must not count as
             # a successful call (it would close a half-open breaker untested).
@@ -359,8 +369,8 @@ def outbox_drain(
             break
         if report.published == 0 and (report.retrying or report.failed):
             break  # the broker is failing these rows: their backoff, the breaker and the next run decide
-        if report.claimed == 0 and report.deferred == 0:  # locked nothing: the end of this pass
-            if after == start or pass_published == 0:
+        if report.reached_end:  # the end of this pass: no empty claim needed to find it
+            if pass_published == 0:
                 break
             after, pass_published = start, 0
             continue
@@ -368,10 +378,22 @@ def outbox_drain(
     return total
 
 
-def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
-    """Drain until idle, release the wake-up flag, and drain once more (see outbox/trigger.py)."""
-    deadline = time.monotonic() + time_budget_seconds
+def outbox_relay_run(*, batch_size: int, time_budget_seconds: float, linger_seconds: float = 0.0) -> None:
+    """Drain until idle, release the wake-up flag, and drain once more (see outbox/trigger.py).
+
+    With `linger_seconds`, a run that published rows stays while new ones keep
+    coming (each commit nudges it) and ends after that long without one.
+    """
+    if linger_seconds <= 0:
+        _relay_run(batch_size, time.monotonic() + time_budget_seconds, None, 0.0)
+        return
+    with outbox_relay_linger() as lingering:
+        _relay_run(batch_size, time.monotonic() + time_budget_seconds, lingering, linger_seconds)
+
+
+def _relay_run(batch_size: int, deadline: float, lingering: Lingering | None, linger_seconds: float) -> None:
     start = outbox_claim_floor()
+    published = False
     while True:
         remaining = deadline - time.monotonic()
         report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0), start=start)
@@ -383,7 +405,16 @@ def outbox_relay_run(*, batch_size: int, time_budget_seconds: float) -> None:
             # leave rows waiting for the sweep.
             outbox_relay_hand_over()
             return
-        if report.published:
+        published = published or report.published > 0
+        if lingering is not None and published:
+            # Its start moves up with the floor, or each drain of a long stay
+            # would walk the index entries of every row the stay published.
+            outbox_claim_floor_note(start)
+            # The nudges were cleared before this drain's claims: a commit they missed has nudged since.
+            if lingering.wait(min(linger_seconds, deadline - time.monotonic())):
+                start = outbox_claim_floor()
+                continue
+        elif report.published:
             continue
         outbox_relay_flag_clear()
         final = outbox_drain(

@@ -20,7 +20,11 @@ RELAY_BUDGET_SECONDS = 15
 @shared_task(name="outbox.relay", soft_time_limit=RELAY_SOFT_LIMIT_SECONDS, time_limit=RELAY_HARD_LIMIT_SECONDS)
 def relay(batch_size: int | None = None) -> None:
     """Publish due outbox rows (woken by commits, and by the beat sweep)."""
-    outbox_relay_run(batch_size=batch_size or settings.OUTBOX_BATCH_SIZE, time_budget_seconds=RELAY_BUDGET_SECONDS)
+    outbox_relay_run(
+        batch_size=batch_size or settings.OUTBOX_BATCH_SIZE,
+        time_budget_seconds=RELAY_BUDGET_SECONDS,
+        linger_seconds=settings.OUTBOX_RELAY_LINGER_SECONDS,
+    )
 
 
 @shared_task(name="outbox.requeue_failed", soft_time_limit=120, time_limit=150, **PERIODIC_JOB_RETRY)

@@ -7,6 +7,9 @@ OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=1000)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=5)
 # Wake the relay when a checkout commits; the sweep below is the safety net.
 OUTBOX_TRIGGER_ON_COMMIT = env.bool("OUTBOX_TRIGGER_ON_COMMIT", default=True)
+# A relay run that published stays while commits of new rows keep coming, and
+# ends after this long without one (outbox/trigger.py); 0: every run ends once drained.
+OUTBOX_RELAY_LINGER_SECONDS = env.float("OUTBOX_RELAY_LINGER_SECONDS", default=2.0)
 OUTBOX_SWEEP_INTERVAL_SECONDS = env.int("OUTBOX_SWEEP_INTERVAL_SECONDS", default=5)
 OUTBOX_REQUEUE_INTERVAL_SECONDS = env.int("OUTBOX_REQUEUE_INTERVAL_SECONDS", default=600)
 OUTBOX_PURGE_INTERVAL_SECONDS = env.int("OUTBOX_PURGE_INTERVAL_SECONDS", default=3600)

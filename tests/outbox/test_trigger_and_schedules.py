@@ -1,6 +1,7 @@
 """The relay wake-up on the real Redis and Celery broker, the periodic jobs and their schedules."""
 import io
 import json
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -9,6 +10,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from prometheus_client import REGISTRY
@@ -20,7 +22,7 @@ from checkout.tasks import cart_cleanup
 from outbox.models import OutboxEvent, OutboxStatus
 from outbox.relay import outbox_relay_run
 from outbox.tasks import purge_published
-from outbox.trigger import FLAG_KEY, outbox_relay_flag_clear, outbox_relay_wake, outbox_trigger_reset
+from outbox.trigger import FLAG_KEY, LINGER_LOCK_KEY, outbox_relay_flag_clear, outbox_relay_wake, outbox_trigger_reset
 from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.support import free_port, outbox_test_event
@@ -144,6 +146,60 @@ class TestHandOver:
 
         # then: each has a successor, so the backlog keeps both processes
         assert relay_messages(broker_queue) == ["outbox.relay"] * 3
+
+
+def _published(row_id: int, within_seconds: float) -> bool:
+    deadline = time.monotonic() + within_seconds
+    while time.monotonic() < deadline:
+        if OutboxEvent.objects.get(id=row_id).status == OutboxStatus.PUBLISHED:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.kafka
+@pytest.mark.django_db(transaction=True)
+class TestLingering:
+    def test_a_run_that_published_takes_the_next_commits_rows_without_a_task_then_ends_when_they_stop(
+        self, broker_queue, settings
+    ):
+        # given: a commit whose wake-up enqueued a run, and the worker running it with a linger
+        settings.OUTBOX_TRIGGER_ON_COMMIT = True
+        first = outbox_test_event(str(uuid.uuid4()))
+        assert relay_messages(broker_queue) == ["outbox.relay"]
+        broker_queue.delete(CELERY_QUEUE)  # the worker took it
+
+        def run() -> None:
+            try:
+                outbox_relay_run(batch_size=10, time_budget_seconds=20, linger_seconds=1.5)
+            finally:
+                connection.close()
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        try:
+            assert _published(first.id, within_seconds=10)
+            time.sleep(0.3)  # its drain ends: it waits
+
+            # when: more rows commit while it lingers
+            later = [outbox_test_event(str(uuid.uuid4())) for _ in range(3)]
+
+            # then: the same run publishes them at once, and their wake-ups enqueue nothing
+            assert all(_published(row.id, within_seconds=1.0) for row in later)
+            assert runner.is_alive()
+            assert relay_messages(broker_queue) == []
+            flags = redis.Redis.from_url(settings.REDIS_URL)
+            assert flags.exists(FLAG_KEY) and flags.exists(LINGER_LOCK_KEY)
+
+            # and: with no more commits it ends after its linger, letting go of the flag and the lock
+            quiet_since = time.monotonic()
+            runner.join(timeout=10)
+            assert not runner.is_alive()
+            assert 1.0 <= time.monotonic() - quiet_since < 5.0
+            assert not flags.exists(FLAG_KEY) and not flags.exists(LINGER_LOCK_KEY)
+            flags.close()
+        finally:
+            runner.join(timeout=30)
 
 
 class TestWakeWithRedisDown:
