@@ -193,6 +193,11 @@ class OrderedExecutor(Generic[M]):
         """True while the loop should keep its partitions paused."""
         return self.capacity() == 0
 
+    def wait_for_room(self, timeout_seconds: float) -> bool:
+        """Wait until a message leaves a full pool (at most `timeout_seconds`); True if there is room."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._in_flight < self.max_in_flight or self._closing, timeout=timeout_seconds)
+
     def partitions(self) -> list[TopicPartitionId]:
         """Return the partitions with tracked messages (to revoke them all when the client is replaced)."""
         with self._lock:

@@ -360,3 +360,19 @@ def test_a_redelivered_offset_is_ignored_and_a_zero_bound_is_refused(executors):
     assert not executor.submit(message(0, "a"))
     with pytest.raises(ValueError):
         OrderedExecutor(process=lambda msg: Disposition.DONE, max_in_flight=0)
+
+
+def test_a_full_pool_says_so_the_moment_a_message_leaves_it(executors):
+    """The poll loop waits on this instead of a paused poll's timeout: no payment slot stands idle for it."""
+    release = threading.Event()
+    executor = executors(process=lambda msg: (release.wait(10), Disposition.DONE)[1], max_in_flight=2)
+    executor.submit(message(0, "a"))
+    executor.submit(message(1, "b"))
+    assert executor.full()
+    assert not executor.wait_for_room(0.05)  # nothing left: it waits its timeout out
+
+    threading.Timer(0.2, release.set).start()
+    started = time.monotonic()
+    assert executor.wait_for_room(30)
+    assert time.monotonic() - started < 10  # woken by the message leaving, not by the timeout
+    assert not executor.full()
