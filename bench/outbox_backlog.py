@@ -141,9 +141,9 @@ def p99_between(timings: list[tuple[float, float]], start: float, end: float) ->
 
 def backlog_insert(topic: str, orders: int, events: int) -> None:
     """`orders` x `events` PENDING rows, written as an outage leaves them: orders interleaved, each in its order."""
-    from outbox.models import OutboxEvent
-
     from django.db import transaction
+
+    from outbox.models import OutboxEvent
 
     with transaction.atomic():
         _backlog_rows(OutboxEvent, topic, orders, events)
