@@ -20,9 +20,10 @@ publishing itself. One run at a time stays (a Redis lock), so the worker's
 other process is free for the periodic jobs, and a run stays only while rows
 keep coming (`OUTBOX_RELAY_LINGER_SECONDS` without a nudge and it ends), so
 an idle platform holds no process. Without Redis nothing stays and every run
-ends as before. (PostgreSQL's LISTEN/NOTIFY from an outbox trigger would
-need no Redis, but measured at 15 checkouts/s its commits cost PostgreSQL
-about 2 ms of CPU more per order, half of what staying saved.)
+ends as before. (LISTEN/NOTIFY from an outbox trigger was tried first: it
+needs no Redis, but in two runs of bench/cost.py at 15 checkouts/s
+PostgreSQL spent 5.9 and 7.2 ms of CPU per order, against 4.7-6.0 with the
+nudge list.)
 
 The run is enqueued by task name, so this module imports neither the relay
 nor the tasks: it only owns the wake-up, its flag and the lingering.
