@@ -204,9 +204,6 @@ class OrderCreatedConsumer:
         full = self.executor.full()
         if full:
             self.consumer.pause_all()
-            # A paused poll would only sit out its timeout while a payment
-            # ends: wait for that instead and fetch at once. Up to 100 ms
-            # lost per payment capped 16 at a time near 40 orders/s (bench/capacity.py).
             full = not self.executor.wait_for_room(BUSY_POLL_SECONDS)
         if not full:
             self.consumer.resume_all()
@@ -216,8 +213,7 @@ class OrderCreatedConsumer:
             self._paused_logged, self._paused_logged_at = full, time.monotonic()
             logger.info("fetching paused" if full else "fetching resumed", extra={"in_flight": self.executor.in_flight()})
         busy = self.executor.in_flight() > 0
-        messages = self.consumer.poll(
-            # Still full: a poll that waits for nothing, which keeps the group's callbacks running.
+        messages = self.consumer.poll(  # still full: a poll that waits for nothing, for the group's callbacks
             timeout_seconds=0.0 if full else BUSY_POLL_SECONDS if busy else IDLE_POLL_SECONDS,
             max_records=max(self.executor.capacity(), 1),
         )

@@ -57,10 +57,8 @@ from django.utils import timezone
 
 from core.planted import DROP_OUTBOX_ROW, planted
 from messaging.kafka.producer import OutgoingMessage, SendResult, SendStatus, event_producer_send
-from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
 from outbox.metrics import ATTEMPT_ERRORS, BREAKER_SKIPS, COMMIT_TO_PUBLISH, FAILED, PUBLISHED
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.trigger import Lingering, outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_hand_over, outbox_relay_linger
 from resilience.breaker import CircuitBreaker, CircuitOpenError, State
 from resilience.policies import breaker_for, policy
 from resilience.retry import retry_delay
@@ -376,52 +374,3 @@ def outbox_drain(
             continue
         after = report.last_id
     return total
-
-
-def outbox_relay_run(*, batch_size: int, time_budget_seconds: float, linger_seconds: float = 0.0) -> None:
-    """Drain until idle, release the wake-up flag, and drain once more (see outbox/trigger.py).
-
-    With `linger_seconds`, a run that published rows stays while new ones keep
-    coming (each commit nudges it) and ends after that long without one.
-    """
-    if linger_seconds <= 0:
-        _relay_run(batch_size, time.monotonic() + time_budget_seconds, None, 0.0)
-        return
-    with outbox_relay_linger() as lingering:
-        _relay_run(batch_size, time.monotonic() + time_budget_seconds, lingering, linger_seconds)
-
-
-def _relay_run(batch_size: int, deadline: float, lingering: Lingering | None, linger_seconds: float) -> None:
-    start = outbox_claim_floor()
-    published = False
-    while True:
-        remaining = deadline - time.monotonic()
-        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0), start=start)
-        if report.breaker_open:
-            outbox_relay_flag_clear()  # the sweep retries once the breaker lets it
-            return
-        if time.monotonic() >= deadline:
-            # Out of time with work left: hand over to a fresh run rather than
-            # leave rows waiting for the sweep.
-            outbox_relay_hand_over()
-            return
-        published = published or report.published > 0
-        if lingering is not None and published:
-            # Its start moves up with the floor, or each drain of a long stay
-            # would walk the index entries of every row the stay published.
-            outbox_claim_floor_note(start)
-            # The nudges were cleared before this drain's claims: a commit they missed has nudged since.
-            if lingering.wait(min(linger_seconds, deadline - time.monotonic())):
-                start = outbox_claim_floor()
-                continue
-        elif report.published:
-            continue
-        outbox_relay_flag_clear()
-        final = outbox_drain(
-            batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0), start=start
-        )
-        if not final.published:
-            outbox_claim_floor_note(start)
-            return
-        if not outbox_relay_flag_take():
-            return  # a commit after the clear already enqueued the next run

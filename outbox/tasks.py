@@ -5,7 +5,7 @@ from celery import shared_task
 from django.conf import settings
 
 from core.tasks import PERIODIC_JOB_RETRY
-from outbox.relay import outbox_relay_run
+from outbox.run import outbox_relay_run
 from outbox.services import outbox_failed_requeue, outbox_published_purge, outbox_vacuum
 
 # Task limits: the hard one kills a wedged worker process; the drain's own

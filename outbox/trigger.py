@@ -2,7 +2,7 @@
 
 Coalesced: the first commit sets a Redis flag and enqueues one relay run;
 while the flag is set, further commits enqueue nothing, because the run keeps
-draining until it finds no work (`outbox.relay.outbox_relay_run`). Only then
+draining until it finds no work (`outbox.run.outbox_relay_run`). Only then
 does it clear the flag and make one last pass, which sees every row committed
 before the clear; a commit after the clear enqueues the next run. So no row
 waits for the sweep, and a busy platform runs one relay task instead of one

@@ -7,14 +7,13 @@ maintained Python breaker, counts consecutive failures and lets a single
 trial through, so it cannot express these numbers; resilience4j's model is
 what this module implements. Retries use tenacity (see `resilience.retry`).
 
-The whole state of a breaker is one small JSON document in Redis, changed
-only inside an optimistic WATCH/MULTI transaction (a decision that changes
-nothing, the common case, is made on a single read). That makes each decision
-atomic across processes: when one worker sees the broker fail, every worker
-reads OPEN next, and while HALF_OPEN the trial counter caps the trial calls
-of all processes together. If Redis itself fails, the breaker carries on with
-a per-process state (the same logic over a dict) rather than failing the
-caller, and logs that it did.
+The whole state of a breaker is one small JSON document in Redis, changed only inside an
+optimistic WATCH/MULTI transaction (a decision that changes nothing is made on one read).
+That makes each decision atomic across processes: when one worker sees the broker fail,
+every worker reads OPEN next, and while HALF_OPEN the trial counter caps the trial calls
+of all processes together. If Redis itself fails, the breaker carries on with a
+per-process state (the same logic over a dict) rather than failing the caller, and logs
+that it did.
 """
 import itertools
 import json
@@ -224,14 +223,13 @@ class MemoryStore:
 
 
 class RedisStore:
-    """Shared state: one JSON document per breaker, changed in WATCH/MULTI transactions."""
+    """Shared state: one JSON document per breaker, changed in WATCH/MULTI transactions; a decision that
+    changes nothing (closed, a success among successes) is made on one read, as atomic and much cheaper."""
 
     KEY_PREFIX = "circuit-breaker:"
-    # A lost WATCH race is retried after a short jittered wait until this
-    # long has passed. Losing is not an outage: giving up would send the
-    # caller to its per-process state, which (CLOSED) lets calls through
-    # past a shared half-open trial cap. Sixteen threads of one consumer
-    # asking at once lost 20 races in a row on a busy machine.
+    # Lost WATCH races are retried (short jittered waits) this long: giving up would send the caller to its
+    # per-process state, which (CLOSED) lets calls past a shared half-open trial cap. Sixteen threads of
+    # one consumer asking at once lost 20 races in a row on a busy machine.
     CONTENTION_GIVE_UP_SECONDS = 2.0
 
     def __init__(self, client: redis.Redis) -> None:
@@ -240,22 +238,14 @@ class RedisStore:
     def _key(self, name: str) -> str:
         return self.KEY_PREFIX + name
 
-    @staticmethod
-    def _parse(raw: bytes | None) -> dict[str, Any]:
-        return json.loads(raw) if raw else _empty()
-
     def read(self, name: str) -> dict[str, Any]:
-        return self._parse(self.client.get(self._key(name)))
+        raw = self.client.get(self._key(name))
+        return json.loads(raw) if raw else _empty()
 
     def update(self, name: str, change: Callable[[dict[str, Any]], T]) -> tuple[T, str, str]:
         key = self._key(name)
-        # Most decisions change nothing: a closed breaker lets a call through,
-        # a success joins a window of successes. One read decides those; a
-        # decision on one consistent read is as atomic as one inside the
-        # transaction below, which costs three round trips and loses races to
-        # every other process asking at the same time.
-        raw = self.client.get(key)
-        doc, unchanged = self._parse(raw), self._parse(raw)
+        raw = self.client.get(key)  # most decisions change nothing: this read makes them (see the class)
+        doc, unchanged = (json.loads(raw) if raw else _empty() for _ in range(2))
         result = change(doc)
         if doc == unchanged:
             return result, doc["state"], doc["state"]
@@ -264,7 +254,8 @@ class RedisStore:
             for attempt in itertools.count(1):
                 try:
                     pipe.watch(key)
-                    doc = self._parse(pipe.get(key))
+                    raw = pipe.get(key)
+                    doc = json.loads(raw) if raw else _empty()
                     before = doc["state"]
                     result = change(doc)
                     pipe.multi()

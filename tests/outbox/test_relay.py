@@ -16,7 +16,8 @@ from messaging.kafka.producer import event_producer_reset
 from orders.models import Order
 from outbox import floor, relay
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.relay import outbox_batch_publish, outbox_drain, outbox_relay_run
+from outbox.relay import outbox_batch_publish, outbox_drain
+from outbox.run import outbox_relay_run
 from outbox.services import outbox_events_republish, outbox_failed_requeue, outbox_published_purge, outbox_rows_requeue
 from resilience.breaker import BreakerConfig, CircuitBreaker, MemoryStore, State
 from resilience.policies import breaker_for

@@ -20,7 +20,7 @@ from checkout.models import Cart, CartItem
 from checkout.services import carts_expired_delete
 from checkout.tasks import cart_cleanup
 from outbox.models import OutboxEvent, OutboxStatus
-from outbox.relay import outbox_relay_run
+from outbox.run import outbox_relay_run
 from outbox.tasks import purge_published
 from outbox.trigger import FLAG_KEY, LINGER_LOCK_KEY, outbox_relay_flag_clear, outbox_relay_wake, outbox_trigger_reset
 from tests.api import add_to_cart, checkout
