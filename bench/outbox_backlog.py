@@ -140,33 +140,32 @@ def p99_between(timings: list[tuple[float, float]], start: float, end: float) ->
 
 
 def backlog_insert(topic: str, orders: int, events: int) -> None:
-    """`orders` x `events` PENDING rows, written as an outage leaves them: orders interleaved, each in its order."""
+    """`orders` x `events` PENDING rows, written as an outage leaves them: orders interleaved, each in its order.
+
+    One transaction: the whole backlog becomes visible at once, at its commit.
+    """
     from django.db import transaction
 
     from outbox.models import OutboxEvent
 
-    with transaction.atomic():
-        _backlog_rows(OutboxEvent, topic, orders, events)
-
-
-def _backlog_rows(OutboxEvent, topic: str, orders: int, events: int) -> None:  # noqa: N803 (the model class)
     chunk, batch = 300, []
-    for first in range(0, orders, chunk):
-        ids = [str(uuid.uuid4()) for _ in range(min(chunk, orders - first))]
-        for sequence in range(events):
-            for index, order in enumerate(ids):
-                event_id = uuid.uuid4()
-                batch.append(
-                    OutboxEvent(
-                        event_id=event_id, aggregate_type="order", aggregate_id=order, topic=topic, key=order,
-                        event_type="ORDER_CREATED", payload=outbox_bench.sample_payload(first + index),
-                        headers={"event_id": str(event_id), "event_type": "ORDER_CREATED", "bench_sequence": sequence},
+    with transaction.atomic():
+        for first in range(0, orders, chunk):
+            ids = [str(uuid.uuid4()) for _ in range(min(chunk, orders - first))]
+            for sequence in range(events):
+                for index, order in enumerate(ids):
+                    event_id = uuid.uuid4()
+                    batch.append(
+                        OutboxEvent(
+                            event_id=event_id, aggregate_type="order", aggregate_id=order, topic=topic, key=order,
+                            event_type="ORDER_CREATED", payload=outbox_bench.sample_payload(first + index),
+                            headers={"event_id": str(event_id), "event_type": "ORDER_CREATED", "bench_sequence": sequence},
+                        )
                     )
-                )
-        if len(batch) >= 5000:
-            OutboxEvent.objects.bulk_create(batch)
-            batch = []
-    OutboxEvent.objects.bulk_create(batch)
+            if len(batch) >= 5000:
+                OutboxEvent.objects.bulk_create(batch)
+                batch = []
+        OutboxEvent.objects.bulk_create(batch)
 
 
 def pending_from(low: int, last_id: int) -> int | None:

@@ -7,6 +7,7 @@ may stay for the commits that follow, woken by their nudges instead of a
 task each; out of time with work left, it hands over to a successor.
 """
 import time
+from contextlib import nullcontext
 
 from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
 from outbox.relay import outbox_drain
@@ -19,10 +20,7 @@ def outbox_relay_run(*, batch_size: int, time_budget_seconds: float, linger_seco
     With `linger_seconds`, a run that published rows stays while new ones keep
     coming (each commit nudges it) and ends after that long without one.
     """
-    if linger_seconds <= 0:
-        _relay_run(batch_size, time.monotonic() + time_budget_seconds, None, 0.0)
-        return
-    with outbox_relay_linger() as lingering:
+    with outbox_relay_linger() if linger_seconds > 0 else nullcontext() as lingering:
         _relay_run(batch_size, time.monotonic() + time_budget_seconds, lingering, linger_seconds)
 
 

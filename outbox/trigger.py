@@ -21,9 +21,8 @@ other process is free for the periodic jobs, and a run stays only while rows
 keep coming (`OUTBOX_RELAY_LINGER_SECONDS` without a nudge and it ends), so
 an idle platform holds no process. Without Redis nothing stays and every run
 ends as before. (LISTEN/NOTIFY from an outbox trigger was tried first: it
-needs no Redis, but in two runs of bench/cost.py at 15 checkouts/s
-PostgreSQL spent 5.9 and 7.2 ms of CPU per order, against 4.7-6.0 with the
-nudge list.)
+needs no Redis, but PostgreSQL spent more CPU per order with it; README,
+"Cost per order".)
 
 The run is enqueued by task name, so this module imports neither the relay
 nor the tasks: it only owns the wake-up, its flag and the lingering.
@@ -164,7 +163,7 @@ class Lingering:
             self._lock.reacquire()
             _redis().set(FLAG_KEY, "1", ex=FLAG_TTL_SECONDS)
             return True
-        except (redis.RedisError, redis.exceptions.LockError):
+        except redis.RedisError:  # LockError among them
             return False
 
 
@@ -185,5 +184,5 @@ def outbox_relay_linger() -> Iterator[Lingering | None]:
     finally:
         try:
             lock.release()
-        except (redis.RedisError, redis.exceptions.LockError):
+        except redis.RedisError:  # LockError among them
             pass  # it expires by itself

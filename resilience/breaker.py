@@ -15,6 +15,7 @@ of all processes together. If Redis itself fails, the breaker carries on with a
 per-process state (the same logic over a dict) rather than failing the caller, and logs
 that it did.
 """
+import copy
 import itertools
 import json
 import logging
@@ -244,8 +245,8 @@ class RedisStore:
 
     def update(self, name: str, change: Callable[[dict[str, Any]], T]) -> tuple[T, str, str]:
         key = self._key(name)
-        raw = self.client.get(key)  # most decisions change nothing: this read makes them (see the class)
-        doc, unchanged = (json.loads(raw) if raw else _empty() for _ in range(2))
+        doc = self.read(name)  # most decisions change nothing: this read makes them (see the class)
+        unchanged = copy.deepcopy(doc)
         result = change(doc)
         if doc == unchanged:
             return result, doc["state"], doc["state"]
