@@ -42,20 +42,30 @@ def test_broker_killed_under_load_and_restarted_empty_the_consumer_reconnects_an
     outbox_drain(batch_size=100, time_budget_seconds=10)
     wait_for(lambda: Order.objects.filter(status="PAID").exists(), timeout=60, what="the consumer to be busy paying")
 
+    joins_before = consumer.log().count('"partitions assigned"')
     broker.restart()  # SIGKILL; a new empty broker on the same port; our topics created again
     shared_state_reset()  # this test's relay starts with a fresh producer, as a worker would after the outage
-    # Ridden out by the loop (backing off, reconnecting) or by the client rejoining on its own: logged and counted either way.
+    # Ridden out by the loop (backing off, reconnecting) or by the client rejoining on its own.
     ridden_out = {"broker unavailable, backing off", "group membership lost, partitions given up uncommitted"}
 
     def kinds_ridden_out() -> set:
         return {record.get("kind") for record in _resilience_lines(consumer.log()) if record.get("message") in ridden_out}
 
-    # Either way the consumer fetches again from the new broker's committed
-    # offsets (none: from the beginning). New orders placed before it has
-    # noticed could land at offsets it passed on the old broker and be
-    # skipped: those are reconciliation's, like the orders in flight at the
-    # kill (docs/runbook.md, broker-loss), not this test's.
-    wait_for(lambda: bool(kinds_ridden_out()), timeout=60, what="the consumer to notice the broker's loss")
+    # Wait until the consumer has joined the new broker's group, whichever
+    # way it got there: its fetching then starts from that broker's committed
+    # offsets (none: from the beginning). New orders placed before could land
+    # at offsets it passed on the old broker and be skipped: those are
+    # reconciliation's, like the orders in flight at the kill (docs/runbook.md,
+    # broker-loss), not this test's. As the group's leader, kafka-python also
+    # rejoins by a plain revocation when the topics' metadata changed (they
+    # were missing while the broker was down) before it learns its membership
+    # is gone: a rebalance like any other, logged and not counted as a broker
+    # error. A wait for that count timed out once in CI.
+    wait_for(
+        lambda: consumer.log().count('"partitions assigned"') > joins_before,
+        timeout=60,
+        what="the consumer to join the restarted broker's group",
+    )
     after = [place_order() for _ in range(3)]
     after_ids = [row.id for row in after]
 
