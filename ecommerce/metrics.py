@@ -43,7 +43,7 @@ from ecommerce.platform_state import (
     orders_payment_in_doubt_count,
     orders_stuck_counts,
     outbox_oldest_pending_at,
-    outbox_status_counts,
+    outbox_unpublished_counts,
 )
 from ecommerce.schedules import schedules
 from messaging.contract.events import DLQ_SUFFIX, TOPICS
@@ -94,8 +94,10 @@ def _database_metrics() -> list[Metric]:
 
 
 def _outbox() -> list[Metric]:
-    rows = GaugeMetricFamily("outbox_rows", "Outbox rows by status (PUBLISHED rows until purged).", labels=["status"])
-    for status, count in outbox_status_counts().items():
+    rows = GaugeMetricFamily(
+        "outbox_rows", "Outbox rows not yet published, by status (published ones: outbox_published_total).", labels=["status"]
+    )
+    for status, count in outbox_unpublished_counts().items():
         rows.add_metric([status], count)
     oldest = outbox_oldest_pending_at()
     age = GaugeMetricFamily(

