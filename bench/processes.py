@@ -43,7 +43,9 @@ GROUPS: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("alertmanager", r"alertmanager"),
         ("prometheus", r"prometheus"),
         ("redis", r"redis-server"),
-        ("postgresql", r"^postgres"),
+        # Backends and helpers ("postgres: ..."), and the postmaster by its
+        # executable ("/usr/lib/postgresql/15/bin/postgres -D ...").
+        ("postgresql", r"^(\S*/)?postgres(:|\s|$)"),
         ("supervisor", r"supervisor"),
     )
 )
@@ -116,8 +118,8 @@ class PlatformProcesses:
         parents = {pid: found[0] for pid, found in read.items()}
         roots = self._pid_file("supervisord.pid") | self._pid_file("tansu-*.pid") | self._pid_file("kafka-proxy-*.pid")
         for pid, (parent, _, _, command) in read.items():
-            if command.startswith("postgres") and not read.get(parent, (0, 0, 0, ""))[3].startswith("postgres"):
-                roots.add(pid)  # the postmaster
+            if group_of(command) == "postgresql" and group_of(read.get(parent, (0, 0, 0, ""))[3]) != "postgresql":
+                roots.add(pid)  # the postmaster, whose children counter holds the backends that exited
             elif "redis-server" in command and f":{self.redis_port}" in command:
                 roots.add(pid)
         ours = _descendants(roots & read.keys(), parents)
