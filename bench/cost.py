@@ -17,6 +17,11 @@ until every order it placed is settled, as ms of CPU per accepted checkout
 platform's database during the load, and by which group. The machine's
 calibration (bench/calibration.py) is measured in the same run.
 
+With `--published-rows N` (with `--checkout` only) the platform's outbox is
+given N PUBLISHED rows before it is measured, what a week of retention leaves
+behind (OUTBOX_RETENTION_HOURS): a fresh database has none, and reads that
+visit them (a scrape every 15 s) cost nothing there.
+
 CPU time per order is the figure a shared machine blurs least; the load
 generator's own CPU is not counted (it is this process).
 """
@@ -38,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.calibration import calibration_measure  # noqa: E402
 from bench.e2e import Platform  # noqa: E402
 from bench.load import catalog_products, checkout_load  # noqa: E402
-from bench.platforms import platform_started  # noqa: E402
+from bench.platforms import POSTGRES_SERVER, platform_started  # noqa: E402
 from bench.processes import (  # noqa: E402
     PlatformProcesses,
     cpu_seconds_by_group,
@@ -125,14 +130,51 @@ def measure(base_url: str, processes: PlatformProcesses, database: str, *, argum
     }
 
 
+# Rows written per statement: a few seconds each, so progress shows.
+HISTORY_ROWS_PER_STATEMENT = 500_000
+_HISTORY_SQL = """
+    INSERT INTO outbox_outboxevent (event_id, aggregate_type, aggregate_id, topic, key, event_type, payload, headers,
+                                    status, attempts, next_attempt_at, last_error, created_at, published_at)
+    SELECT gen_random_uuid(), 'order', 'history-' || (g / 2), 'orders.created', 'history-' || (g / 2), 'ORDER_CREATED',
+           '{"eventType": "OrderCreated"}'::jsonb, '{}'::jsonb, 'PUBLISHED', 1, NULL, '',
+           now() - make_interval(secs => (%(total)s - g) / 30.0), now() - make_interval(secs => (%(total)s - g) / 30.0)
+    FROM generate_series(%(first)s, %(last)s) AS g
+"""
+
+
+def outbox_history_write(database: str, rows: int) -> None:
+    """Give the platform's outbox `rows` PUBLISHED rows, as 30 events a second over the past, then VACUUM ANALYZE it.
+
+    The vacuum is autovacuum's work done at once, so the idle window does not
+    measure it. Same columns since the outbox's first migration, so any
+    version of the platform takes them.
+    """
+    import psycopg2
+
+    connection = psycopg2.connect(f"{POSTGRES_SERVER}/{database}")
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            for first in range(1, rows + 1, HISTORY_ROWS_PER_STATEMENT):
+                last = min(first + HISTORY_ROWS_PER_STATEMENT - 1, rows)
+                cursor.execute(_HISTORY_SQL, {"total": rows, "first": first, "last": last})
+                print(f"  outbox history: {last:,} of {rows:,} PUBLISHED rows written", file=sys.stderr, flush=True)
+            cursor.execute("VACUUM (ANALYZE) outbox_outboxevent")
+    finally:
+        connection.close()
+
+
 def measure_checkout(checkout: Path, label: str, arguments) -> dict:
     """Start `checkout`'s platform, let it warm up, measure it; it is stopped whatever happens."""
     with platform_started(checkout, label, web_port=arguments.web_port, log_dir=ROOT / ".run") as platform:
+        if arguments.published_rows:
+            outbox_history_write(platform.database, arguments.published_rows)
         time.sleep(WARM_UP_SECONDS)
         if arguments.provider_latency is not None:
             platform.manage("payment_faults", "--latency", str(arguments.provider_latency))
         processes = PlatformProcesses(platform.run_dir)
-        return measure(platform.base_url, processes, platform.database, arguments=arguments)
+        figures = measure(platform.base_url, processes, platform.database, arguments=arguments)
+        return {**figures, "published_rows": arguments.published_rows}
 
 
 def report(rows: dict[str, dict]) -> str:
@@ -162,6 +204,7 @@ def report(rows: dict[str, dict]) -> str:
             f"{label}: {row['accepted']}/{row['offered']} accepted, {row['unsettled']} unsettled at the end, "
             f"checkout p99 {row['checkout_p99'] * 1000:.0f} ms, window {row['window_seconds']:.0f} s, "
             f"PostgreSQL connections opened during the load: {row['connections_opened'] or 0}"
+            + (f", outbox history {row['published_rows']:,} PUBLISHED rows" if row.get("published_rows") else "")
         )
     return "\n".join(lines)
 
@@ -180,9 +223,14 @@ def main() -> None:
         "--provider-latency", type=float, default=0.3, help="seconds, set with manage.py payment_faults (--checkout only)"
     )
     parser.add_argument("--settle-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--published-rows", type=int, default=0, help="PUBLISHED rows written into the outbox first (--checkout only)"
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     arguments = parser.parse_args()
     (ROOT / ".run").mkdir(exist_ok=True)
+    if arguments.published_rows and not arguments.checkout:
+        parser.error("--published-rows writes into a platform the bench starts: give --checkout")
     calibration = calibration_measure()
     print(calibration.line(), file=sys.stderr, flush=True)
     if arguments.checkout:
