@@ -89,10 +89,26 @@ def outbox_published_purge(*, older_than: timedelta, batch_size: int) -> int:
     return total
 
 
-def outbox_vacuum() -> None:
-    """VACUUM (ANALYZE) the outbox; must run outside a transaction."""
+# The autovacuum_analyze_threshold migration 0002 gives the outbox.
+ANALYZE_AFTER_CHANGES = 1000
+
+
+def outbox_vacuum() -> bool:
+    """VACUUM the outbox, and ANALYZE it if ANALYZE_AFTER_CHANGES rows changed since the last; must run outside a transaction.
+
+    Return whether it analyzed. ANALYZE samples 30,000 rows however few
+    changed: about 0.4 s at 5,000,000 rows here, every minute on an idle
+    platform, against 0.04 s for the VACUUM (README, "Cost per order").
+    """
+    table = OutboxEvent._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (ANALYZE) {OutboxEvent._meta.db_table}")
+        cursor.execute(f"VACUUM {table}")
+        cursor.execute("SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relid = %s::regclass", [table])
+        changed = cursor.fetchone()
+        if changed is not None and changed[0] < ANALYZE_AFTER_CHANGES:
+            return False
+        cursor.execute(f"ANALYZE {table}")
+    return True
 
 
 def outbox_events_republish(*, ids: list[int]) -> int:
