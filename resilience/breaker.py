@@ -239,8 +239,9 @@ class RedisStore:
     def _key(self, name: str) -> str:
         return self.KEY_PREFIX + name
 
-    def read(self, name: str) -> dict[str, Any]:
-        raw = self.client.get(self._key(name))
+    def read(self, name: str, via: Any = None) -> dict[str, Any]:
+        """The breaker's document, read through `via` (a pipeline in WATCH) or else the client."""
+        raw = (self.client if via is None else via).get(self._key(name))
         return json.loads(raw) if raw else _empty()
 
     def update(self, name: str, change: Callable[[dict[str, Any]], T]) -> tuple[T, str, str]:
@@ -255,8 +256,7 @@ class RedisStore:
             for attempt in itertools.count(1):
                 try:
                     pipe.watch(key)
-                    raw = pipe.get(key)
-                    doc = json.loads(raw) if raw else _empty()
+                    doc = self.read(name, via=pipe)
                     before = doc["state"]
                     result = change(doc)
                     pipe.multi()
