@@ -1,4 +1,4 @@
-"""Measure one checkout's own cost in-process: SQL statements and CPU time, optionally a profile.
+"""Measure a cart add's and a checkout's own cost in-process: SQL statements and CPU time, optionally a profile.
 
     DJANGO_SETTINGS_MODULE=ecommerce.settings.local [DJANGO_DEBUG=false] \\
         .venv/bin/python bench/checkout_profile.py [--checkouts 200] [--profile out.html]
@@ -12,11 +12,12 @@ nothing). Because of that outer transaction, checkout's own `atomic()`
 blocks become savepoints: the statement count includes those SAVEPOINT and
 RELEASE statements, as the pinned test in tests/checkout does.
 
-Printed: statements per checkout (from CaptureQueriesContext, which records
-with DEBUG on or off), the CPU time of this process per checkout
+Printed for the cart add and the checkout, each: statements per request
+(from CaptureQueriesContext, which records with DEBUG on or off), the CPU
+time of this process per request
 (`time.process_time`: the web side's Python, not PostgreSQL's), median and
 mean over the run after a warm-up, and the Python function calls of one
-checkout request (cProfile), which unlike CPU time does not move with the
+request (cProfile), which unlike CPU time does not move with the
 machine's other load. DEBUG on (the run command's settings)
 also records every statement in `connection.queries`, which costs CPU.
 """
@@ -29,6 +30,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,34 +59,40 @@ class Rollback(Exception):
     """Raised to roll a checkout back after it is measured."""
 
 
-def one_checkout(client: Client, product_id: str, calls: cProfile.Profile | None = None) -> tuple[int, float, float]:
-    """Add to a fresh cart and check out; return (statements, CPU seconds, wall seconds) of the checkout request.
+def _measured(client: Client, calls: cProfile.Profile | None, *args, **kwargs) -> tuple[Any, int, float, float]:
+    """POST through the client; return (response, statements, CPU seconds, wall seconds) of that request."""
+    with CaptureQueriesContext(connection) as queries:
+        cpu, wall = time.process_time(), time.perf_counter()
+        if calls is not None:
+            calls.enable()
+        response = client.post(*args, content_type="application/json", **kwargs)
+        if calls is not None:
+            calls.disable()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return response, len(queries.captured_queries), cpu, wall
 
-    With `calls`, that profiler records the checkout request's function calls.
+
+def one_checkout(
+    client: Client, product_id: str, calls: cProfile.Profile | None = None, add_calls: cProfile.Profile | None = None
+) -> tuple[tuple[int, float, float], tuple[int, float, float]]:
+    """Add to a fresh cart and check out; return (statements, CPU seconds, wall seconds) of each request, the add's first.
+
+    With `calls` (`add_calls`), that profiler records the checkout (cart add) request's function calls.
     """
     cart = f"profile-{uuid.uuid4().hex}"
     try:
         with transaction.atomic():
-            added = client.post(f"/api/v1/carts/{cart}/items", {"productId": product_id, "quantity": 1}, content_type="application/json")
+            added, *add = _measured(client, add_calls, f"/api/v1/carts/{cart}/items", {"productId": product_id, "quantity": 1})
             assert added.status_code == 200, added.content
-            with CaptureQueriesContext(connection) as queries:
-                cpu, wall = time.process_time(), time.perf_counter()
-                if calls is not None:
-                    calls.enable()
-                answer = client.post(
-                    "/api/v1/checkout",
-                    {"sessionId": cart, "customerInfo": CUSTOMER},
-                    content_type="application/json",
-                    headers={"Idempotency-Key": f"profile-{cart}"},
-                )
-                if calls is not None:
-                    calls.disable()
-                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            answer, *checkout = _measured(
+                client, calls, "/api/v1/checkout", {"sessionId": cart, "customerInfo": CUSTOMER},
+                headers={"Idempotency-Key": f"profile-{cart}"},
+            )  # fmt: skip
             assert answer.status_code == 201, answer.content
             raise Rollback
     except Rollback:
         pass
-    return len(queries.captured_queries), cpu, wall
+    return tuple(add), tuple(checkout)
 
 
 def main() -> None:
@@ -122,19 +130,19 @@ def main() -> None:
     # CPU time on a shared machine (a VM whose other tenants come and go) moves
     # by a fifth between runs; the number of Python calls a checkout makes does
     # not, so it is the figure that compares two versions of the code.
-    calls = cProfile.Profile()
+    calls, add_calls = cProfile.Profile(), cProfile.Profile()
     for _ in range(50):
-        one_checkout(client, str(product.id), calls)
-    calls_per_checkout = pstats.Stats(calls).total_calls / 50
+        one_checkout(client, str(product.id), calls, add_calls)
 
-    counts = sorted({count for count, _, _ in samples})
-    cpu = [seconds * 1000 for _, seconds, _ in samples]
-    wall = [seconds * 1000 for _, _, seconds in samples]
-    print(
-        f"settings {settings.SETTINGS_MODULE} DEBUG={settings.DEBUG}; {len(samples)} checkouts: "
-        f"statements per checkout {counts}; CPU ms median {statistics.median(cpu):.2f} mean {statistics.mean(cpu):.2f}; "
-        f"wall ms median {statistics.median(wall):.2f}; Python calls per checkout {calls_per_checkout:,.0f}"
-    )
+    print(f"settings {settings.SETTINGS_MODULE} DEBUG={settings.DEBUG}; {len(samples)} carts added to and checked out")
+    for name, index, profile in (("cart add", 0, add_calls), ("checkout", 1, calls)):
+        counts = sorted({sample[index][0] for sample in samples})
+        cpu = [sample[index][1] * 1000 for sample in samples]
+        wall = [sample[index][2] * 1000 for sample in samples]
+        print(
+            f"  {name}: statements {counts}; CPU ms median {statistics.median(cpu):.2f} mean {statistics.mean(cpu):.2f}; "
+            f"wall ms median {statistics.median(wall):.2f}; Python calls {pstats.Stats(profile).total_calls / 50:,.0f}"
+        )
 
 
 if __name__ == "__main__":

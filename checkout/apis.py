@@ -45,14 +45,16 @@ def session_id_valid(session_id: str) -> str:
 # Categories ----------------------------------------------------------------
 
 
-def _cart_response(session_id: str) -> Response:
-    return Response(selectors.cart_detail(session_id=session_id))
+def _cart_written(state: services.CartState) -> Response:
+    # The cart as the write left it, read under its lock: no second read, and
+    # nothing from the cache the write has just made stale.
+    return Response(selectors.cart_document(state.cart, state.items))
 
 
 class CartApi(APIView):
     @extend_schema(responses=CartOutput)
     def get(self, request: Request, session_id: str) -> Response:
-        return _cart_response(session_id_valid(session_id))
+        return Response(selectors.cart_detail(session_id=session_id_valid(session_id)))
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, session_id: str) -> Response:
@@ -65,8 +67,9 @@ class CartItemAddApi(APIView):
     def post(self, request: Request, session_id: str) -> Response:
         session_id = session_id_valid(session_id)
         data = parse(CartItemAddInput, request.data)
-        services.cart_item_add(session_id=session_id, product_id=data["productId"], quantity=data["quantity"])
-        return _cart_response(session_id)
+        return _cart_written(
+            services.cart_item_add(session_id=session_id, product_id=data["productId"], quantity=data["quantity"])
+        )
 
 
 class CartItemApi(APIView):
@@ -74,15 +77,13 @@ class CartItemApi(APIView):
     def put(self, request: Request, session_id: str, item_id: uuid.UUID) -> Response:
         session_id = session_id_valid(session_id)
         data = parse(CartItemUpdateInput, request.data)
-        services.cart_item_update(session_id=session_id, item_id=item_id, quantity=data["quantity"])
-        return _cart_response(session_id)
+        return _cart_written(services.cart_item_update(session_id=session_id, item_id=item_id, quantity=data["quantity"]))
 
     # docs/contract.md "Endpoints": removing an item answers 200 with the cart, not 204.
     @extend_schema(responses={200: CartOutput})
     def delete(self, request: Request, session_id: str, item_id: uuid.UUID) -> Response:
         session_id = session_id_valid(session_id)
-        services.cart_item_remove(session_id=session_id, item_id=item_id)
-        return _cart_response(session_id)
+        return _cart_written(services.cart_item_remove(session_id=session_id, item_id=item_id))
 
 
 # Checkout ------------------------------------------------------------------

@@ -13,9 +13,13 @@ def _money(value: Any) -> str:
     return f"{value:.2f}"
 
 
-def cart_document(cart: Cart) -> dict[str, Any]:
-    """The cart as the API returns it (and as the cache stores it)."""
-    items = list(CartItem.objects.filter(cart=cart).select_related("product").order_by("created_at", "id"))
+def cart_items(cart: Cart) -> list[CartItem]:
+    """The cart's items with their products, in the order they were added."""
+    return list(CartItem.objects.filter(cart=cart).select_related("product").order_by("created_at", "id"))
+
+
+def cart_document(cart: Cart, items: list[CartItem]) -> dict[str, Any]:
+    """The cart as the API returns it (and as the cache stores it), from the cart and all its items."""
     subtotal = sum((item.subtotal for item in items), 0)
     return {
         "id": str(cart.id),
@@ -51,7 +55,7 @@ def cart_detail(*, session_id: str) -> dict[str, Any]:
     cart = cart_active_get(session_id=session_id)
     if cart is None:
         raise NotFound(f"Cart {session_id} not found.")
-    document = cart_document(cart)
+    document = cart_document(cart, cart_items(cart))
     cart_cache_set(session_id, document)
     return document
 

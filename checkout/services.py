@@ -1,15 +1,17 @@
 """Writes of the customer side: carts and checkout."""
 import logging
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.inventory import stock_lock_related, stock_shortages, stock_take
 from catalog.models import Product
 from checkout.cart_cache import cart_cache_delete
 from checkout.models import Cart, CartItem
+from checkout.selectors import cart_items
 from core.db import delete_in_batches
 from core.errors import Conflict, InvalidRequest, NotFound
 from orders.models import Order
@@ -35,15 +37,35 @@ def _cart_invalidate(session_id: str) -> None:
     transaction.on_commit(lambda: cart_cache_delete(session_id))
 
 
+# One statement for a new cart (a cart's first add, which is most adds): the
+# insert locks the row it creates. get_or_create takes four (select for
+# update, savepoint, insert, release); the ORM has no ON CONFLICT insert that
+# says whether it inserted.
+_CART_INSERT_UNLESS_EXISTS = f"""
+    INSERT INTO {Cart._meta.db_table} (id, session_id, created_at, updated_at, expires_at)
+    VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (session_id) DO NOTHING
+"""
+
+
 def _cart_lock_or_create(session_id: str) -> tuple[Cart, bool]:
     """Lock the session's cart, creating it (or renewing an expired one); say whether it is new."""
-    cart, created = Cart.objects.select_for_update().get_or_create(
-        session_id=session_id, defaults={"expires_at": _cart_expiry()}
-    )
-    if not created and cart.expires_at <= timezone.now():
-        # An idle-expired cart starts over empty rather than reviving stale items.
-        cart.items.all().delete()
-    return cart, created
+    while True:
+        now = timezone.now()
+        cart = Cart(session_id=session_id, created_at=now, updated_at=now, expires_at=now + settings.CART_IDLE_TTL)
+        with connection.cursor() as cursor:
+            # A concurrent insert of the same session waits here until it commits or rolls back.
+            cursor.execute(_CART_INSERT_UNLESS_EXISTS, [cart.id, session_id, now, now, cart.expires_at])
+            if cursor.rowcount == 1:
+                cart._state.adding = False
+                return cart, True
+        cart = Cart.objects.select_for_update().filter(session_id=session_id).first()
+        if cart is None:
+            continue  # deleted between the two statements: insert again
+        if cart.expires_at <= now:
+            # An idle-expired cart starts over empty rather than reviving stale items.
+            cart.items.all().delete()
+        return cart, False
 
 
 def _cart_lock_existing(session_id: str) -> Cart:
@@ -61,6 +83,20 @@ def _cart_touch(cart: Cart) -> None:
     cart.expires_at = _cart_expiry()
     cart.save(update_fields=["expires_at", "updated_at"])
     _cart_invalidate(cart.session_id)
+
+
+# Emptying the cart and stamping it changed in one statement; a QuerySet
+# delete would first ask its collector about cascades and signals (there are none).
+_CART_EMPTY = f"""
+    WITH emptied AS (DELETE FROM {CartItem._meta.db_table} WHERE cart_id = %s)
+    UPDATE {Cart._meta.db_table} SET updated_at = %s WHERE id = %s
+"""
+
+
+def _cart_empty(cart: Cart) -> None:
+    cart.updated_at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_CART_EMPTY, [cart.id, cart.updated_at, cart.id])
 
 
 def _stock_check(product: Product, quantity: int) -> None:
@@ -81,16 +117,35 @@ def _stock_check(product: Product, quantity: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class CartState:
+    """A cart as a write left it, read under the write's lock: what the write answers with."""
+
+    cart: Cart
+    items: list[CartItem]  # with their products, in the order they were added
+
+
+def _cart_state(cart: Cart) -> CartState:
+    return CartState(cart=cart, items=cart_items(cart))
+
+
 @transaction.atomic
-def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> Cart:
+def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> CartState:
     """Add a product to the session's cart, creating the cart on first add."""
     product = Product.objects.filter(id=product_id, is_active=True).first()
     if product is None:
         raise NotFound(f"Product {product_id} not found or not available.", problem_type="product-not-found")
     cart, created = _cart_lock_or_create(session_id)
-    # A cart created just now has no items and a fresh expiry: no query for
-    # either (the first add of every cart, which is most adds).
-    item = None if created else CartItem.objects.filter(cart=cart, product=product).first()
+    if created:
+        # A cart created just now has no items, a fresh expiry and nothing
+        # cached of it to drop before it commits: its first add (most adds)
+        # reads nothing more. After the commit, any stale copy left by a
+        # deleted cart of the same session goes.
+        _stock_check(product, quantity)
+        item = CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
+        transaction.on_commit(lambda: cart_cache_delete(session_id))
+        return CartState(cart=cart, items=[item])
+    item = CartItem.objects.filter(cart=cart, product=product).first()
     new_quantity = quantity + (item.quantity if item else 0)
     _stock_check(product, new_quantity)
     if item:
@@ -99,15 +154,12 @@ def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> C
         item.save(update_fields=["quantity", "price_snapshot", "updated_at"])
     else:
         CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
-    if created:
-        _cart_invalidate(session_id)
-    else:
-        _cart_touch(cart)
-    return cart
+    _cart_touch(cart)
+    return _cart_state(cart)
 
 
 @transaction.atomic
-def cart_item_update(*, session_id: str, item_id: uuid.UUID, quantity: int) -> Cart:
+def cart_item_update(*, session_id: str, item_id: uuid.UUID, quantity: int) -> CartState:
     cart = _cart_lock_existing(session_id)
     item = CartItem.objects.select_related("product").filter(cart=cart, id=item_id).first()
     if item is None:
@@ -116,17 +168,17 @@ def cart_item_update(*, session_id: str, item_id: uuid.UUID, quantity: int) -> C
     item.quantity = quantity
     item.save(update_fields=["quantity", "updated_at"])
     _cart_touch(cart)
-    return cart
+    return _cart_state(cart)
 
 
 @transaction.atomic
-def cart_item_remove(*, session_id: str, item_id: uuid.UUID) -> Cart:
+def cart_item_remove(*, session_id: str, item_id: uuid.UUID) -> CartState:
     cart = _cart_lock_existing(session_id)
     deleted, _ = CartItem.objects.filter(cart=cart, id=item_id).delete()
     if not deleted:
         raise NotFound(f"Item {item_id} is not in cart {session_id}.")
     _cart_touch(cart)
-    return cart
+    return _cart_state(cart)
 
 
 @transaction.atomic
@@ -210,8 +262,7 @@ def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: 
         cart_id=cart.id,
         correlation_id=correlation_id,
     )
-    CartItem.objects.filter(cart=cart).delete()
-    cart.save(update_fields=["updated_at"])
+    _cart_empty(cart)
     _cart_invalidate(session_id)
     logger.info("checkout committed", extra={"order_number": order.order_number})
     return order

@@ -81,7 +81,9 @@ def order_number_next(*, day: date) -> str:
     return f"ORD-{day:%Y%m%d}-{value:06d}"
 
 
-@transaction.atomic
+# No savepoint when nested: checkout's caller (the idempotent request) holds
+# one already, and a savepoint of its own costs two statements per order.
+@transaction.atomic(savepoint=False)
 def order_create(
     *,
     customer: CustomerInfo,

@@ -68,6 +68,10 @@ class TestAddItem:
         assert body["subtotal"] == "39.98"
         for field in ("createdAt", "updatedAt", "expiresAt"):
             assert parse_time(body[field]).tzinfo is not None
+        # The answer is built from what the write holds, not read back: it must
+        # be what PostgreSQL has, to the microsecond.
+        cache.delete(f"cart:{session_id}")
+        assert api_client.get(cart_url(session_id)).json() == body
 
     def test_adding_the_same_product_again_increments_its_quantity(self, api_client, session_id, product):
         # given
@@ -466,6 +470,22 @@ class TestExpiry:
 
 
 class TestCache:
+    def test_a_new_cart_drops_the_copy_a_deleted_cart_of_its_session_left_behind(self, api_client, session_id, product):
+        # given: a deleted cart whose cached copy outlived it (its deletes failed)
+        add_to_cart(api_client, session_id, product.id, quantity=5)
+        stale = api_client.get(cart_url(session_id)).json()
+        Cart.objects.filter(session_id=session_id).delete()
+        cache.set(f"cart:{session_id}", stale)
+
+        # when
+        added = add_to_cart(api_client, session_id, product.id, quantity=1)
+
+        # then
+        assert added.status_code == 200, added.content
+        assert added.json()["id"] != stale["id"]
+        assert cache.get(f"cart:{session_id}") is None
+        assert api_client.get(cart_url(session_id)).json() == added.json()
+
     def test_get_stores_the_cart_in_redis_and_serves_it_from_there(
         self, api_client, session_id, product, django_assert_num_queries
     ):

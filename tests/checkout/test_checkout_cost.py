@@ -1,4 +1,4 @@
-"""A checkout's statement count is pinned, so a query added to it shows up here first.
+"""A checkout's and a cart's first add's statement counts are pinned, so a query added to either shows up here first.
 
 Counted inside the test's transaction: checkout's own transaction is then a
 savepoint (SAVEPOINT and RELEASE, 2 of the statements), as in
@@ -7,9 +7,10 @@ bench/checkout_profile.py. Served for real it is 2 fewer.
 import uuid
 
 import pytest
+from django.core.cache import cache
 
 from orders.models import Order
-from tests.api import add_to_cart, checkout
+from tests.api import API, add_to_cart, checkout
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.django_db
 # The idempotency savepoint, its advisory lock and record lookup, the
 # operation's savepoint, the cart lock, the items with their products locked,
 # one stock update per product, the order number, the order, its items, the
-# outbox row (in order_create's savepoint), emptying and touching the cart,
-# the idempotency record, and the releases.
-ONE_PRODUCT_STATEMENTS = 18
+# outbox row, emptying and touching the cart (one statement), the idempotency
+# record, and the two releases.
+ONE_PRODUCT_STATEMENTS = 15
 
 
 @pytest.mark.parametrize("products", [1, 3])
@@ -47,3 +48,15 @@ def test_a_replayed_checkout_reads_its_record_only(api_client, session_id, djang
 
     assert replay.status_code == first.status_code == 201
     assert replay["Idempotent-Replayed"] == "true"
+
+
+def test_a_carts_first_add_is_pinned_and_answers_what_postgresql_holds(
+    api_client, session_id, django_assert_num_queries, product
+):
+    # The savepoint, the product, the cart's insert (it locks the new row), the item, the release.
+    with django_assert_num_queries(5):
+        added = add_to_cart(api_client, session_id, product.id, 2)
+
+    assert added.status_code == 200, added.content
+    cache.delete(f"cart:{session_id}")
+    assert api_client.get(f"{API}/carts/{session_id}").json() == added.json()
