@@ -2,6 +2,7 @@
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -23,8 +24,8 @@ logger = logging.getLogger(__name__)
 # Carts ---------------------------------------------------------------------
 
 
-def _cart_expiry():
-    return timezone.now() + settings.CART_IDLE_TTL
+def _cart_expiry(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) + settings.CART_IDLE_TTL
 
 
 def _cart_invalidate(session_id: str) -> None:
@@ -52,7 +53,7 @@ def _cart_lock_or_create(session_id: str) -> tuple[Cart, bool]:
     """Lock the session's cart, creating it (or renewing an expired one); say whether it is new."""
     while True:
         now = timezone.now()
-        cart = Cart(session_id=session_id, created_at=now, updated_at=now, expires_at=now + settings.CART_IDLE_TTL)
+        cart = Cart(session_id=session_id, created_at=now, updated_at=now, expires_at=_cart_expiry(now))
         with connection.cursor() as cursor:
             # A concurrent insert of the same session waits here until it commits or rolls back.
             cursor.execute(_CART_INSERT_UNLESS_EXISTS, [cart.id, session_id, now, now, cart.expires_at])
@@ -136,16 +137,8 @@ def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> C
     if product is None:
         raise NotFound(f"Product {product_id} not found or not available.", problem_type="product-not-found")
     cart, created = _cart_lock_or_create(session_id)
-    if created:
-        # A cart created just now has no items, a fresh expiry and nothing
-        # cached of it to drop before it commits: its first add (most adds)
-        # reads nothing more. After the commit, any stale copy left by a
-        # deleted cart of the same session goes.
-        _stock_check(product, quantity)
-        item = CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
-        transaction.on_commit(lambda: cart_cache_delete(session_id))
-        return CartState(cart=cart, items=[item])
-    item = CartItem.objects.filter(cart=cart, product=product).first()
+    # A cart created just now has no items: no query for one (its first add, most adds).
+    item = None if created else CartItem.objects.filter(cart=cart, product=product).first()
     new_quantity = quantity + (item.quantity if item else 0)
     _stock_check(product, new_quantity)
     if item:
@@ -153,7 +146,13 @@ def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> C
         item.price_snapshot = product.price
         item.save(update_fields=["quantity", "price_snapshot", "updated_at"])
     else:
-        CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
+        item = CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
+    if created:
+        # A fresh expiry, nothing cached of it to drop before it commits, and
+        # its one item in hand: nothing more to read. After the commit, any
+        # stale copy left by a deleted cart of the same session goes.
+        transaction.on_commit(lambda: cart_cache_delete(session_id))
+        return CartState(cart=cart, items=[item])
     _cart_touch(cart)
     return _cart_state(cart)
 
