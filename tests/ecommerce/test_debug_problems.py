@@ -1,4 +1,4 @@
-"""With DEBUG on (the run command's settings), /api/ still answers problem+json, never Django's debug pages.
+"""With DEBUG on (the local settings' default, as under runserver), /api/ still answers problem+json, never Django's debug pages.
 
 Django picks its technical 404/500 pages per request from `settings.DEBUG`, so
 the `settings` fixture turning it on is the run command's situation.
