@@ -344,7 +344,7 @@ def outbox_batch_publish(*, batch_size: int, breaker: CircuitBreaker | None = No
 
 
 def outbox_drain(
-    *, batch_size: int, time_budget_seconds: float, max_batches: int = 1000, start: int = 0
+    *, batch_size: int, time_budget_seconds: float, max_batches: int = 1000, start: int = 0, rescan: bool = True
 ) -> BatchReport:
     """Publish batches until the outbox has no due work, the breaker opens or time runs out.
 
@@ -355,6 +355,10 @@ def outbox_drain(
     pass from `start` picks up what the keyset left behind (a row that came
     due, a row another relay held and gave back, a row committed late); the
     drain ends when a whole pass publishes nothing.
+
+    Without `rescan` the drain ends at the end of its first pass: for a
+    caller that drains again from `start` anyway (outbox/run.py's run that
+    stays), to which the new pass would be one more empty claim per drain.
     """
     deadline = time.monotonic() + time_budget_seconds
     total = BatchReport()
@@ -368,7 +372,7 @@ def outbox_drain(
         if report.published == 0 and (report.retrying or report.failed):
             break  # the broker is failing these rows: their backoff, the breaker and the next run decide
         if report.reached_end:  # the end of this pass: no empty claim needed to find it
-            if pass_published == 0:
+            if pass_published == 0 or not rescan:
                 break
             after, pass_published = start, 0
             continue

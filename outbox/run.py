@@ -29,7 +29,14 @@ def _relay_run(batch_size: int, deadline: float, lingering: Lingering | None, li
     published = False
     while True:
         remaining = deadline - time.monotonic()
-        report = outbox_drain(batch_size=batch_size, time_budget_seconds=max(remaining, 0.0), start=start)
+        # A run that stays drains again from its start on the next nudge (a
+        # commit its drain could not see nudges after the drain's claims) and
+        # ends with the final drain below, which does rescan: its drains need
+        # not end on a new pass's empty claim (a transaction, a claim and a
+        # breaker read per nudge).
+        report = outbox_drain(
+            batch_size=batch_size, time_budget_seconds=max(remaining, 0.0), start=start, rescan=lingering is None
+        )
         if report.breaker_open:
             outbox_relay_flag_clear()  # the sweep retries once the breaker lets it
             return

@@ -6,6 +6,7 @@ import time
 import uuid
 from datetime import timedelta
 
+import psycopg2
 import pytest
 import redis
 from django.conf import settings
@@ -15,6 +16,8 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from prometheus_client import REGISTRY
 
+import outbox.relay
+import outbox.run
 from celery_app import app
 from checkout.models import Cart, CartItem
 from checkout.services import carts_expired_delete
@@ -199,6 +202,68 @@ class TestLingering:
             assert not flags.exists(FLAG_KEY) and not flags.exists(LINGER_LOCK_KEY)
             flags.close()
         finally:
+            runner.join(timeout=30)
+
+    def test_its_drains_claim_once_per_nudge_and_a_row_they_left_behind_goes_out_before_it_ends(
+        self, broker_queue, settings, monkeypatch
+    ):
+        # given: a run that stays, claims and drains counted as it makes them
+        settings.OUTBOX_TRIGGER_ON_COMMIT = True
+        claims: list[int] = []
+        drains: list[tuple[bool, int]] = []  # (rescan, the claims it made), as each ends
+        real_claim, real_drain = outbox.relay._claim, outbox.run.outbox_drain
+
+        def counted_claim(*args, **kwargs):
+            claims.append(1)
+            return real_claim(*args, **kwargs)
+
+        def counted_drain(**kwargs):
+            before = len(claims)
+            try:
+                return real_drain(**kwargs)
+            finally:
+                drains.append((kwargs.get("rescan", True), len(claims) - before))
+
+        monkeypatch.setattr(outbox.relay, "_claim", counted_claim)
+        monkeypatch.setattr(outbox.run, "outbox_drain", counted_drain)
+        first = outbox_test_event(str(uuid.uuid4()))
+        # and: a committed row another session holds locked, as a relay that will give it back would
+        held = outbox_test_event(str(uuid.uuid4()))
+        other = psycopg2.connect(**connection.get_connection_params())
+        other.cursor().execute(f"SELECT id FROM {OutboxEvent._meta.db_table} WHERE id = %s FOR UPDATE", [held.id])
+        broker_queue.delete(CELERY_QUEUE)
+
+        def run() -> None:
+            try:
+                outbox_relay_run(batch_size=10, time_budget_seconds=20, linger_seconds=1.5)
+            finally:
+                connection.close()
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        try:
+            assert _published(first.id, within_seconds=10)
+            time.sleep(0.3)  # its drain ends: it waits
+            # when: rows commit one at a time while it stays
+            staying_from = len(drains)
+            for _ in range(3):
+                row = outbox_test_event(str(uuid.uuid4()))
+                assert _published(row.id, within_seconds=1.0)
+            time.sleep(0.3)
+            staying = [made for _, made in drains[staying_from:]]
+            # then: each drain of the stay claimed once: no second pass's empty claim per nudge
+            assert len(staying) >= 2 and staying == [1] * len(staying)
+            assert OutboxEvent.objects.get(id=held.id).status == OutboxStatus.PENDING
+
+            # when: the held row is given back, with no commit to nudge the run
+            other.rollback()
+            # then: it goes out before the run ends: the run's final drain passes over everything again
+            runner.join(timeout=10)
+            assert not runner.is_alive()
+            assert OutboxEvent.objects.get(id=held.id).status == OutboxStatus.PUBLISHED
+            assert drains[-1][0] is True
+        finally:
+            other.close()
             runner.join(timeout=30)
 
 
