@@ -146,6 +146,11 @@ def _lock_unprocessed(event: OrderCreatedEvent) -> Order | None:
     processed-event record by the time we look for it.
     """
     order = Order.objects.select_for_update(of=("self",)).filter(id=event.order_id).first()
+    if order is not None and order.status == OrderStatus.PENDING:
+        # Nothing has applied an OrderCreated to it yet: every outcome recorded
+        # leaves its order PROCESSING or later, and none goes back to PENDING.
+        # A first delivery (most deliveries) looks its event up once, not twice.
+        return order
     if not planted(SKIP_PROCESSED_EVENT_CHECK) and ProcessedEvent.objects.filter(event_id=event.event_id).exists():
         return None
     if order is None:

@@ -4,6 +4,8 @@ import time
 from datetime import datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
 from catalog.models import Product
@@ -60,6 +62,16 @@ class TestPaid:
         assert ProcessedEvent.objects.get(event_id=row.event_id).outcome == "PROCESSED"
         body = api_client.get(f"/api/v1/orders/{order.order_number}").json()
         assert (body["status"], body["paymentStatus"]) == ("PAID", "SUCCESS")
+
+    def test_a_first_delivery_looks_its_event_up_once_under_the_lock_that_records_it(self, place_order):
+        row = place_order()
+
+        with CaptureQueriesContext(connection) as queries:
+            assert process_order_created_message(order_created_message(row)) == Outcome.PROCESSED
+
+        table = ProcessedEvent._meta.db_table
+        lookups = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
+        assert len(lookups) == 1  # none while the locked order was PENDING: nothing can have applied it
 
     def test_a_second_delivery_changes_nothing_and_is_counted(self, place_order, charges):
         row = place_order()
