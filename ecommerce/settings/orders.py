@@ -8,10 +8,13 @@ ORDERS_CONSUMER_GROUP = env.str("ORDERS_CONSUMER_GROUP", default="order-service-
 # Tries of a message whose processing failed for a non-transient reason, before it is dead-lettered.
 CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=3)
 CONSUMER_RETRY_BACKOFF_SECONDS = env.float("CONSUMER_RETRY_BACKOFF_SECONDS", default=1.0)
-# Messages one consumer process works on at once (never two of one order):
-# 16 pays ~50 orders/s against a 300 ms provider, and each is a pool thread
-# holding a database connection, so it also bounds the consumer's connections.
-CONSUMER_MAX_IN_FLIGHT = env.int("CONSUMER_MAX_IN_FLIGHT", default=16)
+# Messages one consumer process works on at once (never two of one order).
+# Each holds its slot for the provider's latency and two transactions: 16
+# paid at most 43.9 orders/s against a 300 ms provider (bench/capacity.py,
+# 2026-12-06), the platform's limit before its CPU; 24 pay about 65/s. Each
+# is a pool thread holding a database connection, so it also bounds the
+# consumer's connections (with the web's 30, well under PostgreSQL's 100).
+CONSUMER_MAX_IN_FLIGHT = env.int("CONSUMER_MAX_IN_FLIGHT", default=24)
 PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", default=30)
 PROCESSED_EVENT_PURGE_INTERVAL_SECONDS = env.int("PROCESSED_EVENT_PURGE_INTERVAL_SECONDS", default=3600)
 # Fault injection for drills and tests only: the consumer kills itself with

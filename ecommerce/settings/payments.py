@@ -6,7 +6,7 @@ PAYMENT_PROVIDER_URL = env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1
 # A provider that does not accept a connection within a second is not going to answer in time either;
 # the read time-out is the paymentService policy's timeout_seconds (resilience/policies.py).
 PAYMENT_CONNECT_TIMEOUT_SECONDS = env.float("PAYMENT_CONNECT_TIMEOUT_SECONDS", default=1.0)
-# Pooled connections per process: the consumer's 16 payment threads, plus as many calls abandoned at their
-# time limit that still hold a connection until the provider answers or the read time-out ends them.
-PAYMENT_POOL_SIZE = env.int("PAYMENT_POOL_SIZE", default=32)
+# Pooled connections per process: the consumer's 24 payment threads (CONSUMER_MAX_IN_FLIGHT), plus as many calls
+# abandoned at their time limit that still hold a connection until the provider answers or the read time-out ends them.
+PAYMENT_POOL_SIZE = env.int("PAYMENT_POOL_SIZE", default=48)
 
