@@ -160,6 +160,20 @@ def _published(row_id: int, within_seconds: float) -> bool:
     return False
 
 
+def _staying_run() -> threading.Thread:
+    """A relay run that stays up to 1.5 s for nudges, started in a thread with a database connection of its own."""
+
+    def run() -> None:
+        try:
+            outbox_relay_run(batch_size=10, time_budget_seconds=20, linger_seconds=1.5)
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    return runner
+
+
 @pytest.mark.kafka
 @pytest.mark.django_db(transaction=True)
 class TestLingering:
@@ -172,14 +186,7 @@ class TestLingering:
         assert relay_messages(broker_queue) == ["outbox.relay"]
         broker_queue.delete(CELERY_QUEUE)  # the worker took it
 
-        def run() -> None:
-            try:
-                outbox_relay_run(batch_size=10, time_budget_seconds=20, linger_seconds=1.5)
-            finally:
-                connection.close()
-
-        runner = threading.Thread(target=run)
-        runner.start()
+        runner = _staying_run()
         try:
             assert _published(first.id, within_seconds=10)
             time.sleep(0.3)  # its drain ends: it waits
@@ -233,14 +240,7 @@ class TestLingering:
         other.cursor().execute(f"SELECT id FROM {OutboxEvent._meta.db_table} WHERE id = %s FOR UPDATE", [held.id])
         broker_queue.delete(CELERY_QUEUE)
 
-        def run() -> None:
-            try:
-                outbox_relay_run(batch_size=10, time_budget_seconds=20, linger_seconds=1.5)
-            finally:
-                connection.close()
-
-        runner = threading.Thread(target=run)
-        runner.start()
+        runner = _staying_run()
         try:
             assert _published(first.id, within_seconds=10)
             time.sleep(0.3)  # its drain ends: it waits
