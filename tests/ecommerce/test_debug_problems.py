@@ -1,7 +1,7 @@
 """With DEBUG on (the local settings' default, as under runserver), /api/ still answers problem+json, never Django's debug pages.
 
 Django picks its technical 404/500 pages per request from `settings.DEBUG`, so
-the `settings` fixture turning it on is the run command's situation.
+the `settings` fixture turning it on is runserver's situation.
 """
 import pytest
 
