@@ -11,7 +11,14 @@ from contextlib import nullcontext
 
 from outbox.floor import outbox_claim_floor, outbox_claim_floor_note
 from outbox.relay import outbox_drain
-from outbox.trigger import Lingering, outbox_relay_flag_clear, outbox_relay_flag_take, outbox_relay_hand_over, outbox_relay_linger
+from outbox.trigger import (
+    Lingering,
+    outbox_relay_flag_clear,
+    outbox_relay_flag_release,
+    outbox_relay_flag_take,
+    outbox_relay_hand_over,
+    outbox_relay_linger,
+)
 
 
 def outbox_relay_run(*, batch_size: int, time_budget_seconds: float, linger_seconds: float = 0.0) -> None:
@@ -56,7 +63,10 @@ def _relay_run(batch_size: int, deadline: float, lingering: Lingering | None, li
                 continue
         elif report.published:
             continue
-        outbox_relay_flag_clear()
+        if lingering is not None:
+            outbox_relay_flag_clear()
+        elif not outbox_relay_flag_release():
+            return  # another run stays and holds the flag: the commits that follow nudge it
         final = outbox_drain(
             batch_size=batch_size, time_budget_seconds=max(deadline - time.monotonic(), 0.0), start=start
         )

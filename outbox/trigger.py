@@ -20,7 +20,13 @@ publishing itself. One run at a time stays (a Redis lock), so the worker's
 other process is free for the periodic jobs, and a run stays only while rows
 keep coming (`OUTBOX_RELAY_LINGER_SECONDS` without a nudge and it ends), so
 an idle platform holds no process. Without Redis nothing stays and every run
-ends as before. (LISTEN/NOTIFY from an outbox trigger was tried first: it
+ends as before. The staying run's flag holds its lock's token: a run that
+cannot stay beside it (the beat's sweep, or a commit's run that raced its
+start) ends without clearing that flag, which the staying run clears as it
+ends. Cleared by such a run, the next commit enqueued a run, which could not
+stay either and cleared it again: a task per commit until the staying run
+renewed the flag, a second later, after every sweep. (LISTEN/NOTIFY from an
+outbox trigger was tried first: it
 needs no Redis, but PostgreSQL spent more CPU per order with it; README,
 "Cost per order".)
 
@@ -29,6 +35,7 @@ nor the tasks: it only owns the wake-up, its flag and the lingering.
 """
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -103,6 +110,25 @@ def _flag_set() -> bool:
     return bool(_redis().set(FLAG_KEY, "1", nx=True, ex=FLAG_TTL_SECONDS))
 
 
+# Delete the wake-up flag (KEYS[1]) unless it holds the staying run's lock token (KEYS[2]'s value).
+_RELEASE_UNLESS_STAYING = """
+local flag = redis.call('get', KEYS[1])
+if flag and flag == redis.call('get', KEYS[2]) then
+    return 0
+end
+redis.call('del', KEYS[1])
+return 1
+"""
+
+
+def outbox_relay_flag_release() -> bool:
+    """Release the flag for a run that does not stay; False if the staying run holds it (it drains what comes)."""
+    try:
+        return bool(_redis().eval(_RELEASE_UNLESS_STAYING, 2, FLAG_KEY, LINGER_LOCK_KEY))
+    except redis.RedisError:
+        return True  # carry on as a run that clears it; the flag expires by itself
+
+
 def outbox_relay_flag_take() -> bool:
     """Take the flag for a run that keeps draining; False if a newer wake-up already holds it."""
     try:
@@ -112,7 +138,7 @@ def outbox_relay_flag_take() -> bool:
 
 
 def outbox_relay_flag_clear() -> None:
-    """Release the flag so the next commit enqueues a run."""
+    """Release the flag, whoever holds it, so the next commit enqueues a run."""
     try:
         _redis().delete(FLAG_KEY)
     except Exception:
@@ -127,8 +153,9 @@ def outbox_trigger_reset() -> None:
 class Lingering:
     """A run's hold on the staying role: woken by the commits' nudges instead of by tasks."""
 
-    def __init__(self, lock: Lock) -> None:
+    def __init__(self, lock: Lock, token: str) -> None:
         self._lock = lock
+        self._token = token
         self._renewed = time.monotonic()
         # Blocks for up to LINGER_RENEW_SECONDS: a timeout above that, not the fail-fast one.
         self._blocking = shared_fail_fast_client(settings.REDIS_URL, timeout_seconds=LINGER_RENEW_SECONDS + 1.0)
@@ -161,7 +188,7 @@ class Lingering:
         self._renewed = time.monotonic()
         try:
             self._lock.reacquire()
-            _redis().set(FLAG_KEY, "1", ex=FLAG_TTL_SECONDS)
+            _redis().set(FLAG_KEY, self._token, ex=FLAG_TTL_SECONDS)
             return True
         except redis.RedisError:  # LockError among them
             return False
@@ -169,18 +196,20 @@ class Lingering:
 
 @contextmanager
 def outbox_relay_linger() -> Iterator[Lingering | None]:
-    """Take the staying role, clearing old nudges; None if another run stays or Redis is down."""
+    """Take the staying role and the flag, clearing old nudges; None if another run stays or Redis is down."""
     lock = Lock(_redis(), LINGER_LOCK_KEY, timeout=FLAG_TTL_SECONDS, blocking=False, thread_local=False)
+    token = uuid.uuid4().hex
     try:
-        if not lock.acquire():
+        if not lock.acquire(token=token):
             yield None
             return
-        _redis().delete(NUDGE_KEY)  # before the run's first claim: what came before, it sees
+        # Before the run's first claim, the nudges: what came before, it sees.
+        _redis().pipeline(transaction=False).set(FLAG_KEY, token, ex=FLAG_TTL_SECONDS).delete(NUDGE_KEY).execute()
     except redis.RedisError:
         yield None
         return
     try:
-        yield Lingering(lock)
+        yield Lingering(lock, token)
     finally:
         try:
             lock.release()

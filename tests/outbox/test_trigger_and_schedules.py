@@ -211,6 +211,33 @@ class TestLingering:
         finally:
             runner.join(timeout=30)
 
+    def test_a_run_that_cannot_stay_leaves_the_flag_to_the_one_that_does(self, broker_queue, settings):
+        # given: a run that stays
+        settings.OUTBOX_TRIGGER_ON_COMMIT = True
+        first = outbox_test_event(str(uuid.uuid4()))
+        broker_queue.delete(CELERY_QUEUE)
+        runner = _staying_run()
+        try:
+            assert _published(first.id, within_seconds=10)
+            time.sleep(0.3)  # its drain ends: it waits
+
+            # when: another run (the beat's sweep) drains beside it and ends
+            swept = outbox_test_event(str(uuid.uuid4()))
+            broker_queue.delete(CELERY_QUEUE)
+            outbox_relay_run(batch_size=10, time_budget_seconds=5, linger_seconds=1.5)
+            assert _published(swept.id, within_seconds=1.0)  # by either run
+
+            # then: the flag is still the staying run's, so the next commits nudge it and enqueue no task
+            # (had the sweep cleared it, each commit would enqueue a run, and each such run clear it again)
+            flags = redis.Redis.from_url(settings.REDIS_URL)
+            assert flags.get(FLAG_KEY) == flags.get(LINGER_LOCK_KEY) is not None
+            flags.close()
+            later = [outbox_test_event(str(uuid.uuid4())) for _ in range(3)]
+            assert all(_published(row.id, within_seconds=1.0) for row in later)
+            assert relay_messages(broker_queue) == []
+        finally:
+            runner.join(timeout=30)
+
     def test_its_drains_claim_once_per_nudge_and_a_row_they_left_behind_goes_out_before_it_ends(
         self, broker_queue, settings, monkeypatch
     ):
