@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypedDict
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
@@ -273,11 +274,53 @@ def _validators() -> dict[tuple[str, str], Draft202012Validator]:
     return validators
 
 
-# Built once per process: compiling a schema costs far more than checking a message against it
-# (about half a millisecond per OrderCreated here, against tens of milliseconds of payment).
+# Built once per process: compiling a schema costs far more than checking a message against it.
 # No format checker: the schemas say everything with `pattern`, so any
 # validator, in any language, rejects what this one rejects.
 VALIDATORS: dict[tuple[str, str], Draft202012Validator] = _validators()
+
+# The keywords that mean the same in JSON Schema draft 7, the newest that
+# fastjsonschema reads, as in 2020-12, the schemas' draft. `$ref` counts only
+# alone (with annotations): 2020-12 applies keywords beside it, draft 7 ignores them.
+DRAFT_7_ALIKE = frozenset(
+    {"$schema", "$id", "$ref", "$defs", "title", "description", "type", "required", "additionalProperties",
+     "properties", "const", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "items",
+     "minItems", "maxItems", "oneOf", "anyOf", "allOf", "not"}
+)
+_ANNOTATIONS = frozenset({"title", "description"})
+
+
+def schema_keywords_draft_7_alike(schema: object) -> bool:
+    """Whether every keyword of `schema` means in draft 7 what it means in 2020-12 (see DRAFT_7_ALIKE)."""
+    if not isinstance(schema, dict):
+        return isinstance(schema, bool)
+    if not schema.keys() <= DRAFT_7_ALIKE or ("$ref" in schema and not schema.keys() - {"$ref"} <= _ANNOTATIONS):
+        return False
+    subschemas = [*schema.get("properties", {}).values(), *schema.get("$defs", {}).values()]
+    subschemas += [schema[key] for key in ("items", "not", "additionalProperties") if key in schema]
+    subschemas += [item for key in ("oneOf", "anyOf", "allOf") for item in schema.get(key, [])]
+    return all(schema_keywords_draft_7_alike(subschema) for subschema in subschemas)
+
+
+def _fast_validators() -> dict[tuple[str, str], Any]:
+    fast = {}
+    for kind in SCHEMA_FILES:
+        schema = event_schema(*kind)
+        if not schema_keywords_draft_7_alike(schema):
+            raise ImportError(f"{SCHEMA_FILES[kind]} uses a keyword draft 7 reads otherwise: fastjsonschema cannot vouch for it")
+        # Never fill in defaults: validation must not change the event.
+        fast[kind] = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+    return fast
+
+
+# The fast path for the common case, a valid event. fastjsonschema compiles
+# each schema to Python once: an OrderCreated is checked in about 0.04 ms of
+# CPU here, against 1.1 ms for jsonschema, which resolves every `$ref` anew
+# on each check (16% of the consumer's busy samples under load). jsonschema
+# stays the authority: what the fast path accepts, the published schema
+# accepts (tests/messaging/test_contract_documents.py), and whatever the fast
+# path rejects is judged, and its rejection explained, by jsonschema.
+FAST_VALIDATORS: dict[tuple[str, str], Any] = _fast_validators()
 
 
 def event_validate(payload: object, *, event_types: Collection[str]) -> None:
@@ -289,7 +332,12 @@ def event_validate(payload: object, *, event_types: Collection[str]) -> None:
     validator = VALIDATORS.get((event_type, event_version)) if known else None
     if validator is None:
         raise InvalidEvent(f"unsupported event type/version {event_type!r}/{event_version!r}")
-    # `is_valid` first: a valid event (nearly all of them) skips collecting and ranking errors.
+    try:
+        FAST_VALIDATORS[(event_type, event_version)](payload)
+        return
+    except fastjsonschema.JsonSchemaException:
+        pass
+    # `is_valid` first: what the fast path rejects, jsonschema may still accept (the schemas' draft decides).
     if validator.is_valid(payload):
         return
     error = best_match(validator.iter_errors(payload))
