@@ -1,5 +1,7 @@
 """The relay against a real Kafka-protocol broker: schema, order, retries, FAILED and requeue."""
 import json
+import queue
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -8,7 +10,7 @@ from datetime import timedelta
 import psycopg2
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.contract.events import ORDERS_CREATED
@@ -315,6 +317,40 @@ class TestClaimFloor:
         outbox_relay_run(batch_size=10, time_budget_seconds=10)
         assert OutboxEvent.objects.get(id=first.id).status == OutboxStatus.PUBLISHED
 
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_floor_noted_while_a_transaction_held_lower_rows_stops_below_them(self, monkeypatch):
+        # given: a transaction that wrote a row and stays open, as a long bulk write does
+        monkeypatch.setattr(floor, "SETTLE_SECONDS", 0.0)
+        monkeypatch.setattr(floor, "FULL_PASS_SECONDS", 3600.0)
+        written, release = queue.Queue(), threading.Event()
+
+        def long_write() -> None:
+            try:
+                with transaction.atomic():
+                    written.put(outbox_test_event(str(uuid.uuid4())).id)
+                    release.wait(30)
+            finally:
+                connection.close()
+
+        writer = threading.Thread(target=long_write)
+        writer.start()
+        try:
+            early = written.get(timeout=10)
+            # and: a later row, committed and published by a run that notes a floor past it (the early row unseen)
+            later = event(str(uuid.uuid4()), 0)
+            outbox_relay_run(batch_size=10, time_budget_seconds=10)
+            assert OutboxEvent.objects.get(id=later.id).status == OutboxStatus.PUBLISHED
+        finally:
+            release.set()
+            writer.join(timeout=30)
+        assert early < later.id and OutboxEvent.objects.get(id=early).status == OutboxStatus.PENDING
+
+        # when: the next run starts, the transaction committed
+        outbox_relay_run(batch_size=10, time_budget_seconds=10)
+
+        # then: its floor stopped below the early row, which is out
+        assert OutboxEvent.objects.get(id=early).status == OutboxStatus.PUBLISHED
 
 def _plan_nodes(node: dict):
     yield node
