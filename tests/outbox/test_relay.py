@@ -341,6 +341,8 @@ class TestClaimFloor:
             later = event(str(uuid.uuid4()), 0)
             outbox_relay_run(batch_size=10, time_budget_seconds=10)
             assert OutboxEvent.objects.get(id=later.id).status == OutboxStatus.PUBLISHED
+            # then: while the transaction is open, the floor does not move up to that note
+            assert floor.outbox_claim_floor() < early
         finally:
             release.set()
             writer.join(timeout=30)
@@ -349,7 +351,7 @@ class TestClaimFloor:
         # when: the next run starts, the transaction committed
         outbox_relay_run(batch_size=10, time_budget_seconds=10)
 
-        # then: its floor stopped below the early row, which is out
+        # then: the floor stopped below the early row, which is out
         assert OutboxEvent.objects.get(id=early).status == OutboxStatus.PUBLISHED
 
 def _plan_nodes(node: dict):
