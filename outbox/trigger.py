@@ -26,9 +26,8 @@ start) ends without clearing that flag, which the staying run clears as it
 ends. Cleared by such a run, the next commit enqueued a run, which could not
 stay either and cleared it again: a task per commit until the staying run
 renewed the flag, a second later, after every sweep. (LISTEN/NOTIFY from an
-outbox trigger was tried first: it
-needs no Redis, but PostgreSQL spent more CPU per order with it; README,
-"Cost per order".)
+outbox trigger was tried first: it needs no Redis, but PostgreSQL spent more
+CPU per order with it; README, "Cost per order".)
 
 The run is enqueued by task name, so this module imports neither the relay
 nor the tasks: it only owns the wake-up, its flag and the lingering.
