@@ -15,12 +15,11 @@ was open, and every run after started above them, until a full pass. So a
 note settles only once every transaction that had written and was open when
 it was made has ended (pg_stat_activity), and the floor moves up only as far
 as no row is PENDING now between it and the note: two queries, at most once
-a second. A row that
-comes back to PENDING below the floor (the requeue job, an operator's
-requeue, a republish) is found by the pass from id 0 that each process still
-makes every FULL_PASS_SECONDS: the floor only ever delays a row, it never
-loses one. Per process and in memory: nothing to write, so no dead tuples of
-its own, and a new process starts with a full pass.
+a second. A row that comes back to PENDING below the floor (the requeue job,
+an operator's requeue, a republish) is found by the pass from id 0 that each
+process still makes every FULL_PASS_SECONDS: the floor only ever delays a
+row, it never loses one. Per process and in memory: nothing to write, so no
+dead tuples of its own, and a new process starts with a full pass.
 """
 import time
 from collections import deque
@@ -38,13 +37,17 @@ NOTE_EVERY_SECONDS = 1.0
 _candidates: deque[tuple[float, int, datetime]] = deque()
 _floor = 0
 _last_full_pass = float("-inf")
+# When the floor last tried to move up: a note held back by a long transaction is asked about once a
+# NOTE_EVERY_SECONDS, not on every run and nudge while that transaction stays open.
+_last_move_up = float("-inf")
 
 
 def outbox_claim_floor() -> int:
     """The id a relay run claims after: 0 when this process's full pass is due, else the settled floor."""
-    global _last_full_pass
+    global _last_full_pass, _last_move_up
     now = time.monotonic()
-    if _candidates and _candidates[0][0] <= now - SETTLE_SECONDS:
+    if _candidates and _candidates[0][0] <= now - SETTLE_SECONDS and now - _last_move_up >= NOTE_EVERY_SECONDS:
+        _last_move_up = now
         _floor_move_up(now)
     if now - _last_full_pass >= FULL_PASS_SECONDS:
         _last_full_pass = now
@@ -105,7 +108,7 @@ def outbox_claim_floor_note(start: int) -> None:
 
 def outbox_claim_floor_reset() -> None:
     """Forget the floor: the next run makes a full pass (between tests)."""
-    global _floor, _last_full_pass
+    global _floor, _last_full_pass, _last_move_up
     _candidates.clear()
     _floor = 0
-    _last_full_pass = float("-inf")
+    _last_full_pass = _last_move_up = float("-inf")

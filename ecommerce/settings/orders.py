@@ -11,9 +11,11 @@ CONSUMER_RETRY_BACKOFF_SECONDS = env.float("CONSUMER_RETRY_BACKOFF_SECONDS", def
 # Messages one consumer process works on at once (never two of one order).
 # Each holds its slot for the provider's latency and two transactions: 16
 # paid at most 43.9 orders/s against a 300 ms provider (bench/capacity.py,
-# 2026-12-06), the platform's limit before its CPU; 24 pay about 65/s. Each
-# is a pool thread holding a database connection, so it also bounds the
-# consumer's connections (with the web's 30, well under PostgreSQL's 100).
+# 2026-12-06), the platform's limit before its CPU; 24 slots of about 0.36 s
+# allow about 65/s, and the same bench paid up to 50.5/s with them, stopped
+# by the CPU. Each is a pool thread holding a database connection, so it also
+# bounds the consumer's connections (with the web's 30, well under
+# PostgreSQL's 100).
 CONSUMER_MAX_IN_FLIGHT = env.int("CONSUMER_MAX_IN_FLIGHT", default=24)
 PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", default=30)
 PROCESSED_EVENT_PURGE_INTERVAL_SECONDS = env.int("PROCESSED_EVENT_PURGE_INTERVAL_SECONDS", default=3600)

@@ -304,8 +304,8 @@ def schema_keywords_draft_7_alike(schema: object) -> bool:
 
 def _fast_validators() -> dict[tuple[str, str], Any]:
     fast = {}
-    for kind in SCHEMA_FILES:
-        schema = event_schema(*kind)
+    for kind, validator in VALIDATORS.items():
+        schema = validator.schema  # the very schema jsonschema checks against
         if not schema_keywords_draft_7_alike(schema):
             raise ImportError(f"{SCHEMA_FILES[kind]} uses a keyword draft 7 reads otherwise: fastjsonschema cannot vouch for it")
         # Never fill in defaults: validation must not change the event.

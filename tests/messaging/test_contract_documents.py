@@ -133,6 +133,9 @@ def _valid_events() -> list[dict]:
     return [json.loads(json.dumps(event)) for event in (created, completed, refunded)]
 
 
+_REMOVED = object()
+
+
 def _breakages(event: dict) -> list[dict]:
     """The event with each field, at every depth, removed, retyped, cut or stretched, and with a field too many."""
     odd = [None, 0, 1.0, -1, True, "", "x", "9.999", "ORD-1\n", {}, []]
@@ -158,9 +161,6 @@ def _breakages(event: dict) -> list[dict]:
 
     walk(event, ())
     return broken
-
-
-_REMOVED = object()
 
 
 def test_the_fast_path_accepts_only_what_the_published_schemas_accept():

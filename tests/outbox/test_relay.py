@@ -317,11 +317,11 @@ class TestClaimFloor:
         outbox_relay_run(batch_size=10, time_budget_seconds=10)
         assert OutboxEvent.objects.get(id=first.id).status == OutboxStatus.PUBLISHED
 
-
     @pytest.mark.django_db(transaction=True)
     def test_a_floor_noted_while_a_transaction_held_lower_rows_stops_below_them(self, monkeypatch):
         # given: a transaction that wrote a row and stays open, as a long bulk write does
         monkeypatch.setattr(floor, "SETTLE_SECONDS", 0.0)
+        monkeypatch.setattr(floor, "NOTE_EVERY_SECONDS", 0.0)
         monkeypatch.setattr(floor, "FULL_PASS_SECONDS", 3600.0)
         written, release = queue.Queue(), threading.Event()
 
@@ -353,6 +353,7 @@ class TestClaimFloor:
 
         # then: the floor stopped below the early row, which is out
         assert OutboxEvent.objects.get(id=early).status == OutboxStatus.PUBLISHED
+
 
 def _plan_nodes(node: dict):
     yield node
