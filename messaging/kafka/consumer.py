@@ -2,11 +2,13 @@
 pause and resume, commit in order, rebalance log), its broker errors classified."""
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.consumer import ConsumerCoordinator
 from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
@@ -47,17 +49,19 @@ RevokedHook = Callable[[list[tuple[str, int]], bool], None]
 
 
 class _AssignmentLog(ConsumerRebalanceListener):
-    """Log which partitions this member holds, and tell the owner of in-flight work when they go.
+    """Log which partitions this member holds, tell the owner of in-flight work when they go, flag new assignments.
 
     kafka-python 3 calls these methods on its IO thread, inside the caller's
     `poll()` or `close()`: nothing here may block on the broker (a blocking
     commit raises "Cannot block on net.run() from the IO thread itself"), so
-    the hook must only hand work back and commit without waiting.
+    the hook must only hand work back and commit without waiting, and an
+    assignment is only flagged (`assigned`) for the polling thread to act on.
     """
 
     def __init__(self, group_id: str, on_revoked: RevokedHook | None) -> None:
         self.group_id = group_id
         self.on_revoked = on_revoked
+        self.assigned = threading.Event()
 
     def on_partitions_revoked(self, revoked) -> None:
         logger.info("partitions revoked", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)})
@@ -69,6 +73,7 @@ class _AssignmentLog(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned) -> None:
         logger.info("partitions assigned", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in assigned)})
+        self.assigned.set()
 
     def _tell(self, partitions, *, lost: bool) -> None:
         if self.on_revoked is None or not partitions:
@@ -77,6 +82,58 @@ class _AssignmentLog(ConsumerRebalanceListener):
             self.on_revoked([(tp.topic, tp.partition) for tp in partitions], lost)
         except Exception:  # raised from here it would fail the rebalance itself; the work is re-delivered anyway
             logger.exception("revoked-partitions hook failed", extra={"event": "resilience", "group": self.group_id})
+
+
+class _JoinKeepingCoordinator(ConsumerCoordinator):
+    """kafka-python's group coordinator, completing a join that finished between two polls.
+
+    kafka-python 3.0.12 (and its main branch, December 2026) runs JoinGroup
+    and SyncGroup as one task on its IO thread, which `poll()` awaits for at
+    most its own timeout. A task that finishes while no poll awaits it is lost
+    in one of two ways, both seen against tansu (whose joins take 5 s):
+
+    * the next poll takes it for a stale one, sends a new JoinGroup and drops
+      the assignment it brought; a member that leaves a gap between polls
+      (processing, a commit, a starved CPU) can miss every answer and never
+      get a partition (60 s without one, polling 0.2 s with 0.1 s between);
+    * when the join was asked for by a metadata change (the leader rejoins
+      once a subscribed topic's partitions change, as when a broker comes back
+      empty), the leader's own assignment takes the change in, nothing asks
+      for a join any more, and the finished task is never completed: the
+      member keeps no partition, sends no heartbeat and is dropped from the
+      group, while its polls return nothing and raise nothing.
+
+    Here a finished join task always counts as a join to complete, and one
+    that succeeded hands its assignment to that completion instead of a new
+    JoinGroup; the rest is the library's own path. Drop this once the library
+    completes a finished join task instead of replacing or forgetting it.
+    """
+
+    _unclaimed_assignment: bytes | None = None
+
+    def need_rejoin(self):
+        finished = self._join_task
+        return (finished is not None and finished.is_done) or super().need_rejoin()
+
+    async def join_group_async(self, timeout_ms=None):
+        finished = self._join_task
+        if finished is not None and finished.succeeded():
+            self._unclaimed_assignment = finished.value
+        return await super().join_group_async(timeout_ms)
+
+    async def _do_join_and_sync_async(self):
+        unclaimed, self._unclaimed_assignment = self._unclaimed_assignment, None
+        if unclaimed is not None:
+            return unclaimed
+        return await super()._do_join_and_sync_async()
+
+
+class _GroupConsumer(KafkaConsumer):
+    """kafka-python's consumer with `_JoinKeepingCoordinator` (it builds its coordinator itself, with no option to pass one)."""
+
+    def __init__(self, **configs) -> None:
+        super().__init__(**configs)
+        self._coordinator.__class__ = _JoinKeepingCoordinator
 
 
 class BrokerUnavailable(Exception):
@@ -111,7 +168,8 @@ class EventConsumer:
 
     The caller commits positions (per partition, the next offset to read),
     pauses fetching while it has no room for more, and hears of revoked
-    partitions through `on_revoked`. Every broker failure surfaces as
+    partitions through `on_revoked`; after every rebalance each partition is
+    read again from its committed offset (`poll`). Every broker failure surfaces as
     `BrokerUnavailable`; `reconnect()` drops the kafka-python consumer and
     builds a new one (which rejoins the group and resumes from the committed
     offsets).
@@ -134,9 +192,10 @@ class EventConsumer:
         self.on_revoked: RevokedHook | None = None
         # Connected on first use, so a broker down at start is ridden out like any later outage.
         self._consumer: KafkaConsumer | None = None
+        self._assignments: _AssignmentLog | None = None
 
     def _connect(self) -> KafkaConsumer:
-        consumer = KafkaConsumer(
+        consumer = _GroupConsumer(
             bootstrap_servers=self.bootstrap_servers,
             group_id=self.group_id,
             client_id=f"{self.group_id}-{os.getpid()}",
@@ -155,7 +214,8 @@ class EventConsumer:
             request_timeout_ms=int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000) + 5_000,
             reconnect_backoff_max_ms=5_000,
         )
-        consumer.subscribe(self.topics, listener=_AssignmentLog(self.group_id, self.on_revoked))
+        self._assignments = _AssignmentLog(self.group_id, self.on_revoked)
+        consumer.subscribe(self.topics, listener=self._assignments)
         return consumer
 
     def reconnect(self) -> None:
@@ -167,10 +227,32 @@ class EventConsumer:
             raise BrokerUnavailable(_broker_error_kind(error), error) from error
 
     def poll(self, *, timeout_seconds: float, max_records: int) -> list[IncomingMessage]:
+        """Fetch the next messages; after a rebalance, nothing, and every partition read again from its commit.
+
+        kafka-python 3 keeps the fetch position of a partition that a
+        rebalance takes away and gives back (the Java client's eager protocol
+        starts it again from the committed offset): the messages after the
+        commit that the owner gave up at the revocation (`on_revoked`) would
+        never come again, and a broker that came back empty would have its
+        first messages skipped. So once a poll completed an assignment, what
+        it fetched is dropped and every assigned partition goes back to its
+        committed offset (the beginning if none); the processed-events table
+        absorbs what comes twice.
+        """
+        client = self._client()
         try:
-            batches = self._client().poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
+            batches = client.poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
         except (KafkaError, OSError) as error:
             raise BrokerUnavailable(_broker_error_kind(error), error) from error
+        assignments = self._assignments
+        if assignments is not None and assignments.assigned.is_set():
+            assignments.assigned.clear()
+            try:
+                self.rewind_to_committed()
+            except BrokerUnavailable:
+                assignments.assigned.set()  # the next poll tries again
+                raise
+            return []
         messages = []
         for records in batches.values():
             for record in records:
