@@ -1,3 +1,4 @@
+import sys
 import uuid
 
 import pytest
@@ -17,6 +18,7 @@ BROKER_FIXTURES = {"broker", "consumers", "soak_platform"}
 # Fixtures that start order consumers (alone or in a whole platform): a test
 # using one is a `many_connections` test (tests/services.py says why it matters).
 CONSUMER_FIXTURES = {"consumers", "supervisor", "drill_platform", "soak_platform"}
+CONSUMER_LOG_LINES_ON_FAILURE = 80
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,6 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kafka)
         if CONSUMER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.many_connections)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """Keep each phase's report on the test, so a fixture's teardown can tell whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +67,7 @@ def broker(settings):
 
 
 @pytest.fixture
-def consumers(broker, payment_provider, tmp_path):
+def consumers(broker, payment_provider, tmp_path, request):
     """Start `manage.py consume_orders` processes on the test's broker and payment provider; each is stopped afterwards."""
     started: list[ConsumerProcess] = []
 
@@ -69,6 +79,12 @@ def consumers(broker, payment_provider, tmp_path):
     yield start
     for consumer in started:
         consumer.stop()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        # The consumers' side of a failure (a CI log shows nothing else of them).
+        for consumer in started:
+            lines = consumer.log().splitlines()[-CONSUMER_LOG_LINES_ON_FAILURE:]
+            sys.stderr.write(f"--- last {len(lines)} lines of {consumer.log_path.name} ---\n" + "\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")
