@@ -169,8 +169,6 @@ class OrderCreatedConsumer:
         self._idle_since: float | None = None
         self._committed_at = 0.0
         self._paused_logged, self._paused_logged_at = False, 0.0
-        # Set after a broker failure: the client must fetch again from the committed offsets.
-        self._rewind_needed = False
         self.broker_failures = 0
         # False after a shutdown that left messages running on the pool.
         self.drained = True
@@ -197,9 +195,6 @@ class OrderCreatedConsumer:
 
     def poll_once(self) -> None:
         """Take as many messages as the pool has room for, hand them over, commit what finished."""
-        if self._rewind_needed:
-            self.consumer.rewind_to_committed()
-            self._rewind_needed = False
         # Every pass: partitions assigned by a rebalance arrive unpaused.
         full = self.executor.full()
         if full:
@@ -276,7 +271,7 @@ class OrderCreatedConsumer:
         # uncommitted), fetch again from the committed offsets, and start the
         # dead-letter memory afresh.
         self.executor.revoke(self.executor.partitions(), timeout_seconds=0)
-        self._rewind_needed = True
+        self.consumer.rewind()
         self.dead_letters.clear()
         with self._memory_lock:
             self._tries.clear()
@@ -299,7 +294,6 @@ class OrderCreatedConsumer:
                 BROKER_ERRORS.labels(again.kind).inc()
                 logger.warning("broker still unavailable", extra={"event": "resilience", "kind": again.kind, "error": repr(again.error)})
                 return
-            self._rewind_needed = False  # a new client starts from the committed offsets
             logger.info("consumer reconnected", extra={"event": "resilience", "group": self.consumer.group_id})
             self.check_topics()
 

@@ -49,19 +49,18 @@ RevokedHook = Callable[[list[tuple[str, int]], bool], None]
 
 
 class _AssignmentLog(ConsumerRebalanceListener):
-    """Log which partitions this member holds, tell the owner of in-flight work when they go, flag new assignments.
+    """Log which partitions this member holds, tell the owner of in-flight work when they go, and of new assignments.
 
     kafka-python 3 calls these methods on its IO thread, inside the caller's
     `poll()` or `close()`: nothing here may block on the broker (a blocking
     commit raises "Cannot block on net.run() from the IO thread itself"), so
-    the hook must only hand work back and commit without waiting, and an
-    assignment is only flagged (`assigned`) for the polling thread to act on.
+    the hooks must only hand work back, commit without waiting, or set a flag.
     """
 
-    def __init__(self, group_id: str, on_revoked: RevokedHook | None) -> None:
+    def __init__(self, group_id: str, on_revoked: RevokedHook | None, on_assigned: Callable[[], None]) -> None:
         self.group_id = group_id
         self.on_revoked = on_revoked
-        self.assigned = threading.Event()
+        self.on_assigned = on_assigned
 
     def on_partitions_revoked(self, revoked) -> None:
         logger.info("partitions revoked", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)})
@@ -73,7 +72,7 @@ class _AssignmentLog(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned) -> None:
         logger.info("partitions assigned", extra={"group": self.group_id, "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in assigned)})
-        self.assigned.set()
+        self.on_assigned()
 
     def _tell(self, partitions, *, lost: bool) -> None:
         if self.on_revoked is None or not partitions:
@@ -192,7 +191,9 @@ class EventConsumer:
         self.on_revoked: RevokedHook | None = None
         # Connected on first use, so a broker down at start is ridden out like any later outage.
         self._consumer: KafkaConsumer | None = None
-        self._assignments: _AssignmentLog | None = None
+        # Set when the next poll must read every partition again from its
+        # committed offset: by an assignment (on the IO thread) or by `rewind()`.
+        self._rewind = threading.Event()
 
     def _connect(self) -> KafkaConsumer:
         consumer = _GroupConsumer(
@@ -214,8 +215,7 @@ class EventConsumer:
             request_timeout_ms=int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000) + 5_000,
             reconnect_backoff_max_ms=5_000,
         )
-        self._assignments = _AssignmentLog(self.group_id, self.on_revoked)
-        consumer.subscribe(self.topics, listener=self._assignments)
+        consumer.subscribe(self.topics, listener=_AssignmentLog(self.group_id, self.on_revoked, self._rewind.set))
         return consumer
 
     def reconnect(self) -> None:
@@ -225,9 +225,10 @@ class EventConsumer:
             self._consumer = self._connect()
         except (KafkaError, OSError) as error:
             raise BrokerUnavailable(_broker_error_kind(error), error) from error
+        self._rewind.clear()  # a new client starts from the committed offsets
 
     def poll(self, *, timeout_seconds: float, max_records: int) -> list[IncomingMessage]:
-        """Fetch the next messages; after a rebalance, nothing, and every partition read again from its commit.
+        """Fetch the next messages; after a rebalance or `rewind()`, nothing, and every partition read again from its commit.
 
         kafka-python 3 keeps the fetch position of a partition that a
         rebalance takes away and gives back (the Java client's eager protocol
@@ -244,13 +245,12 @@ class EventConsumer:
             batches = client.poll(timeout_ms=int(timeout_seconds * 1000), max_records=max_records)
         except (KafkaError, OSError) as error:
             raise BrokerUnavailable(_broker_error_kind(error), error) from error
-        assignments = self._assignments
-        if assignments is not None and assignments.assigned.is_set():
-            assignments.assigned.clear()
+        if self._rewind.is_set():
+            self._rewind.clear()
             try:
-                self.rewind_to_committed()
+                self._rewind_to_committed(client)
             except BrokerUnavailable:
-                assignments.assigned.set()  # the next poll tries again
+                self._rewind.set()  # the next poll tries again
                 raise
             return []
         messages = []
@@ -296,13 +296,17 @@ class EventConsumer:
         except (KafkaError, OSError) as error:
             logger.warning("commit on revocation failed", extra={"event": "resilience", "group": self.group_id, "error": repr(error)})
 
-    def rewind_to_committed(self) -> None:
-        """Fetch every assigned partition again from its committed offset (from the beginning if none).
+    def rewind(self) -> None:
+        """Have the next poll read every assigned partition again from its committed offset, and return nothing.
 
         For a caller that gave up the messages it had fetched and not
         finished: without this the client would go on after them.
         """
-        client = self._client()
+        self._rewind.set()
+
+    @staticmethod
+    def _rewind_to_committed(client: KafkaConsumer) -> None:
+        """Seek every assigned partition to its committed offset (the beginning if none)."""
         timeout_ms = int(CONSUMER_CALL_TIMEOUT_SECONDS * 1000)
         try:
             for partition in client.assignment():

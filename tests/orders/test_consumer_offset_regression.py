@@ -54,7 +54,7 @@ class ReplayedPartition:
     def resume_all(self) -> None:
         pass
 
-    def rewind_to_committed(self) -> None:
+    def rewind(self) -> None:
         pass
 
     def close(self, *, timeout_seconds: float = 0) -> None:
