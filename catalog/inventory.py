@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db.models import F, Model, QuerySet
+from django.db import connection
+from django.db.models import F, Model
 
 from catalog.models import Product
+from core.db import rows_lock_related
 
 RowT = TypeVar("RowT", bound=Model)
 
@@ -33,13 +35,13 @@ def stock_lock(*, product_ids: set[uuid.UUID] | list[uuid.UUID]) -> dict[uuid.UU
     return {product.id: product for product in locked}
 
 
-def stock_lock_related(rows: QuerySet[RowT], *, field: str = "product") -> list[RowT]:
-    """Read `rows` with their products in one statement, locking the products (not the rows) in id order.
+def stock_lock_related(model: type[RowT], field_name: str, value: object, *, field: str = "product") -> list[RowT]:
+    """The rows of `model` whose `field_name` is `value`, with their products, locking the products (not the rows).
 
-    PostgreSQL locks rows as the sorted result emits them, so ordering by the
-    product id is what keeps the lock order the same as `stock_lock`'s.
+    One statement, ordered by product id: PostgreSQL locks rows as the sorted
+    result emits them, which keeps the lock order the same as `stock_lock`'s.
     """
-    return list(rows.select_related(field).select_for_update(of=(field,)).order_by(f"{field}_id", "pk"))
+    return rows_lock_related(model, field_name, value, related=field)
 
 
 def stock_shortages(*, locked: Mapping[uuid.UUID, Product], wanted: Mapping[uuid.UUID, int]) -> list[Shortage]:
@@ -55,10 +57,17 @@ def stock_shortages(*, locked: Mapping[uuid.UUID, Product], wanted: Mapping[uuid
     return shortages
 
 
+# Built once: the ORM's update() compiles its statement on every call (see core.db's rows by key).
+_STOCK_TAKE = (
+    f"UPDATE {Product._meta.db_table} SET inventory_quantity = inventory_quantity - %s WHERE id = %s"
+)
+
+
 def stock_take(*, wanted: Mapping[uuid.UUID, int]) -> None:
     """Decrement stock of products locked with `stock_lock` and checked with `stock_shortages`."""
-    for product_id, quantity in wanted.items():
-        Product.objects.filter(id=product_id).update(inventory_quantity=F("inventory_quantity") - quantity)
+    with connection.cursor() as cursor:
+        for product_id, quantity in wanted.items():
+            cursor.execute(_STOCK_TAKE, [quantity, product_id])
 
 
 def stock_release(*, returned: Mapping[uuid.UUID, int]) -> None:

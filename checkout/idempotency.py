@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from checkout.metrics import IDEMPOTENCY_CLEANUP_DELETED, IDEMPOTENCY_REPLAYS
 from checkout.models import IdempotencyRecord
-from core.db import delete_in_batches
+from core.db import delete_in_batches, row_get, row_insert
 from core.errors import Conflict, DomainError, InvalidRequest, Unprocessable
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def idempotent_execute(
     with transaction.atomic():
         if not _try_lock(key):
             raise _in_flight(key)
-        record = IdempotencyRecord.objects.filter(key=key).first()
+        record = row_get(IdempotencyRecord, "key", key)
         if record is not None and record.expires_at > now:
             if record.fingerprint != fingerprint:
                 raise Unprocessable(
@@ -140,14 +140,16 @@ def idempotent_execute(
         try:
             # No savepoint: a failed insert is answered by rolling the whole
             # transaction back (the raise below), never by carrying on in it.
-            IdempotencyRecord.objects.create(
-                key=key,
-                fingerprint=fingerprint,
-                method=method.upper(),
-                path=path,
-                response_status=status,
-                response_body=response_body,
-                expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
+            row_insert(
+                IdempotencyRecord(
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=method.upper(),
+                    path=path,
+                    response_status=status,
+                    response_body=response_body,
+                    expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
+                )
             )
         except IntegrityError:
             # The advisory lock makes this unreachable between our own requests;

@@ -13,7 +13,7 @@ from catalog.models import Product
 from checkout.cart_cache import cart_cache_delete
 from checkout.models import Cart, CartItem
 from checkout.selectors import cart_items
-from core.db import delete_in_batches
+from core.db import delete_in_batches, row_get, row_insert
 from core.errors import Conflict, InvalidRequest, NotFound
 from orders.models import Order
 from orders.services import CustomerInfo, OrderLine, order_create
@@ -133,8 +133,8 @@ def _cart_state(cart: Cart) -> CartState:
 @transaction.atomic
 def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> CartState:
     """Add a product to the session's cart, creating the cart on first add."""
-    product = Product.objects.filter(id=product_id, is_active=True).first()
-    if product is None:
+    product = row_get(Product, "id", product_id)
+    if product is None or not product.is_active:
         raise NotFound(f"Product {product_id} not found or not available.", problem_type="product-not-found")
     cart, created = _cart_lock_or_create(session_id)
     # A cart created just now has no items: no query for one (its first add, most adds).
@@ -146,7 +146,8 @@ def cart_item_add(*, session_id: str, product_id: uuid.UUID, quantity: int) -> C
         item.price_snapshot = product.price
         item.save(update_fields=["quantity", "price_snapshot", "updated_at"])
     else:
-        item = CartItem.objects.create(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
+        item = CartItem(cart=cart, product=product, quantity=quantity, price_snapshot=product.price)
+        row_insert(item)
     if created:
         # A fresh expiry, nothing cached of it to drop before it commits, and
         # its one item in hand: nothing more to read. After the commit, any
@@ -207,15 +208,11 @@ def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: 
     sequence. Every writer that takes more than one of these takes them in
     this order, so concurrent checkouts queue instead of deadlocking.
     """
-    cart = (
-        Cart.objects.select_for_update()
-        .filter(session_id=session_id, expires_at__gt=timezone.now())
-        .first()
-    )
-    if cart is None:
+    cart = row_get(Cart, "session_id", session_id, lock=True)
+    if cart is None or cart.expires_at <= timezone.now():
         raise InvalidRequest(f"Cart {session_id} not found or expired.", problem_type="cart-not-found")
     # The items and their products in one statement; the cart's lock covers the items.
-    locked = stock_lock_related(CartItem.objects.filter(cart=cart))
+    locked = stock_lock_related(CartItem, "cart", cart.id)
     if not locked:
         raise InvalidRequest(f"Cart {session_id} is empty.", problem_type="cart-empty")
     items = sorted(locked, key=lambda item: (item.created_at, item.id))

@@ -35,7 +35,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.correlation import set_correlation_id
-from core.db import delete_in_batches
+from core.db import delete_in_batches, row_get, row_insert, row_update
 from core.planted import SKIP_PROCESSED_EVENT_CHECK, planted
 from messaging.contract.events import ORDER_CREATED, InvalidEvent, event_decode, event_validate
 from messaging.kafka.consumer import IncomingMessage
@@ -119,9 +119,7 @@ def _order_created_event(payload: Mapping[str, Any]) -> OrderCreatedEvent:
 
 
 def _record(event: OrderCreatedEvent, topic: str, outcome: str, detail: str = "") -> None:
-    ProcessedEvent.objects.create(
-        event_id=event.event_id, event_type=ORDER_CREATED, topic=topic, outcome=outcome, detail=detail
-    )
+    row_insert(ProcessedEvent(event_id=event.event_id, event_type=ORDER_CREATED, topic=topic, outcome=outcome, detail=detail))
 
 
 def _skip(order: Order, event: OrderCreatedEvent, topic: str, target: str, note: str = "") -> Outcome:
@@ -145,13 +143,13 @@ def _lock_unprocessed(event: OrderCreatedEvent) -> Order | None:
     consumer, or reconciliation resuming the same order) has committed its
     processed-event record by the time we look for it.
     """
-    order = Order.objects.select_for_update(of=("self",)).filter(id=event.order_id).first()
+    order = row_get(Order, "id", event.order_id, lock=True)
     if order is not None and order.status == OrderStatus.PENDING:
         # Nothing has applied an OrderCreated to it yet: every outcome recorded
         # leaves its order PROCESSING or later, and none goes back to PENDING.
         # A first delivery (most deliveries) looks its event up once, not twice.
         return order
-    if not planted(SKIP_PROCESSED_EVENT_CHECK) and ProcessedEvent.objects.filter(event_id=event.event_id).exists():
+    if not planted(SKIP_PROCESSED_EVENT_CHECK) and row_get(ProcessedEvent, "event_id", event.event_id) is not None:
         return None
     if order is None:
         raise OrderNotFound(f"order {event.order_id} ({event.order_number}) does not exist")
@@ -178,7 +176,7 @@ def order_created_apply(*, event: OrderCreatedEvent, topic: str) -> Outcome:
             elif order.status != OrderStatus.PROCESSING:  # PROCESSING: a redelivery after a crash resumes
                 return _skip(order, event, topic, OrderStatus.PROCESSING)
             order.payment_charge_requests += 1
-            order.save(update_fields=["status", "payment_charge_requests", "updated_at"])
+            row_update(order, ["status", "payment_charge_requests", "updated_at"])
 
         # 2. Pay. The order id is the provider's idempotency key, so a resumed
         #    delivery gets the first answer back instead of a second charge.
@@ -246,7 +244,7 @@ def _settle(order: Order, payment: PaymentResult, event: OrderCreatedEvent | Non
         else:
             order_fail(order=order)
         order.payment_status = transaction_record.status
-        order.save(update_fields=["status", "payment_status", "payment_unknown_since", "updated_at"])
+        row_update(order, ["status", "payment_status", "payment_unknown_since", "updated_at"])
         if event is not None:
             _record(event, topic, ProcessedEventOutcome.PROCESSED)
         payment_event_create(order=order, payment=transaction_record, correlation_id=order.correlation_id or None)
@@ -272,7 +270,7 @@ def _settle(order: Order, payment: PaymentResult, event: OrderCreatedEvent | Non
 
 def _record_payment(order: Order, payment: PaymentResult) -> PaymentTransaction:
     approved = payment.outcome is ChargeOutcome.APPROVED
-    return PaymentTransaction.objects.create(
+    record = PaymentTransaction(
         order=order,
         amount=order.subtotal,
         payment_method=PaymentMethod.CARD,
@@ -281,6 +279,8 @@ def _record_payment(order: Order, payment: PaymentResult) -> PaymentTransaction:
         failure_reason=None if approved else (payment.reason or "declined"),
         attempt_count=payment.attempts,
     )
+    row_insert(record)
+    return record
 
 
 def processed_events_purge(*, older_than_days: int, batch_size: int) -> int:

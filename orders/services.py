@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.inventory import stock_release
+from core.db import row_insert, rows_insert
 from core.errors import Conflict, NotFound
 from messaging.contract.events import (
     ORDERS_CREATED,
@@ -95,7 +96,7 @@ def order_create(
     now = timezone.now()
     subtotal = sum((line.price_snapshot * line.quantity for line in lines), Decimal("0.00"))
     address = customer.shipping_address
-    order = Order.objects.create(
+    order = Order(
         order_number=order_number_next(day=now.date()),
         cart_id=cart_id,
         customer_name=customer.name,
@@ -112,20 +113,20 @@ def order_create(
         status=OrderStatus.PENDING,
         correlation_id=correlation_id or "",
     )
-    items = OrderItem.objects.bulk_create(
-        [
-            OrderItem(
-                order=order,
-                product_id=line.product_id,
-                product_sku=line.product_sku,
-                product_name=line.product_name,
-                quantity=line.quantity,
-                price_snapshot=line.price_snapshot,
-                subtotal=line.price_snapshot * line.quantity,
-            )
-            for line in lines
-        ]
-    )
+    row_insert(order)
+    items = [
+        OrderItem(
+            order=order,
+            product_id=line.product_id,
+            product_sku=line.product_sku,
+            product_name=line.product_name,
+            quantity=line.quantity,
+            price_snapshot=line.price_snapshot,
+            subtotal=line.price_snapshot * line.quantity,
+        )
+        for line in lines
+    ]
+    rows_insert(items)
     order_created_event_create(order=order, items=items)
     return order
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.db import delete_in_batches, in_batches
+from core.db import delete_in_batches, in_batches, row_insert
 from messaging.contract.events import event_headers
 from outbox.metrics import PURGED, REQUEUED
 from outbox.models import OutboxEvent, OutboxStatus
@@ -36,7 +36,7 @@ def outbox_event_create(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_event_create must run inside the transaction of the change it reports")
     headers = event_headers(event_id=event_id, event_type=event_type, correlation_id=correlation_id)
-    event = OutboxEvent.objects.create(
+    event = OutboxEvent(
         event_id=event_id,
         topic=topic,
         key=key,
@@ -46,6 +46,7 @@ def outbox_event_create(
         payload=dict(payload),
         headers=headers,
     )
+    row_insert(event)
     outbox_relay_wake_on_commit()
     return event
 
