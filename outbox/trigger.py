@@ -158,14 +158,19 @@ class Lingering:
         self._renewed = time.monotonic()
         # Blocks for up to LINGER_RENEW_SECONDS: a timeout above that, not the fail-fast one.
         self._blocking = shared_fail_fast_client(settings.REDIS_URL, timeout_seconds=LINGER_RENEW_SECONDS + 1.0)
+        self._gather_seconds = settings.OUTBOX_RELAY_GATHER_SECONDS
 
     def wait(self, seconds: float) -> bool:
         """Wait up to `seconds` for a nudge; True if one came (a commit of new rows since the last wait).
 
         The nudges are cleared as one is taken, before the drain that follows
-        claims anything: a commit that drain cannot see nudges after it. False
-        also when Redis fails or the lock is lost: the run then ends as one
-        that does not stay.
+        claims anything: a commit that drain cannot see nudges after it. A
+        nudge taken, it first waits OUTBOX_RELAY_GATHER_SECONDS, so the commits
+        of that moment go in one drain (one claim, one send, one update)
+        rather than one drain each: a commit in the wait nudged after its
+        rows committed, so the drain, after the clear, sees them. False also
+        when Redis fails or the lock is lost: the run then ends as one that
+        does not stay.
         """
         deadline = time.monotonic() + seconds
         try:
@@ -176,6 +181,7 @@ class Lingering:
                 if now - self._renewed >= LINGER_RENEW_SECONDS and not self._renew():
                     return False
                 if self._blocking.blpop([NUDGE_KEY], timeout=min(deadline - now, LINGER_RENEW_SECONDS)):
+                    time.sleep(self._gather_seconds)
                     self._blocking.delete(NUDGE_KEY)
                     return True
         except redis.RedisError as error:

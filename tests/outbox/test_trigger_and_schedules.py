@@ -294,6 +294,37 @@ class TestLingering:
             runner.join(timeout=30)
 
 
+    def test_the_commits_of_one_gather_window_go_out_in_one_claim(self, broker_queue, settings, monkeypatch):
+        # given: a run that stays, gathering for 0.3 s after a nudge, its claims counted with the rows each took
+        settings.OUTBOX_TRIGGER_ON_COMMIT = True
+        settings.OUTBOX_RELAY_GATHER_SECONDS = 0.3
+        claimed: list[int] = []
+        real_claim = outbox.relay._claim
+
+        def counted_claim(*args, **kwargs):
+            result = real_claim(*args, **kwargs)
+            claimed.append(len(result[0]))
+            return result
+
+        monkeypatch.setattr(outbox.relay, "_claim", counted_claim)
+        first = outbox_test_event(str(uuid.uuid4()))
+        broker_queue.delete(CELERY_QUEUE)
+        runner = _staying_run()
+        try:
+            assert _published(first.id, within_seconds=10)
+            time.sleep(0.3)  # its drain ends: it waits
+            staying_from = len(claimed)
+
+            # when: three rows commit one after another, each nudging it
+            later = [outbox_test_event(str(uuid.uuid4())) for _ in range(3)]
+
+            # then: they go out together, in the one claim after the first nudge's gathering
+            assert all(_published(row.id, within_seconds=2.0) for row in later)
+            assert [taken for taken in claimed[staying_from:] if taken] == [3]
+        finally:
+            runner.join(timeout=30)
+
+
 class TestWakeWithRedisDown:
     def test_wake_returns_quickly_without_raising_and_enqueues_nothing(self, broker_queue, settings):
         settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
