@@ -107,7 +107,13 @@ def _columns(model: type[Model]) -> tuple[tuple[Field, ...], str]:
     return fields, ", ".join(connection.ops.quote_name(field.column) for field in fields)
 
 
-def _from_row(model: type[ModelT], row: Sequence[Any]) -> ModelT:
+def columns_sql(model: type[Model]) -> str:
+    """The model's columns, quoted, in the order `row_from_db` reads them: for a statement's select or RETURNING list."""
+    return _columns(model)[1]
+
+
+def row_from_db(model: type[ModelT], row: Sequence[Any]) -> ModelT:
+    """The instance of a row read in `columns_sql(model)`'s order, its values converted as the ORM converts them."""
     fields, _ = _columns(model)
     values = []
     for field, value in zip(fields, row):
@@ -133,7 +139,7 @@ def row_get(model: type[ModelT], field_name: str, value: Any, *, lock: bool = Fa
     with connection.cursor() as cursor:
         cursor.execute(_select_sql(model, field_name, lock), [field.get_db_prep_value(value, connection)])
         row = cursor.fetchone()
-    return None if row is None else _from_row(model, row)
+    return None if row is None else row_from_db(model, row)
 
 
 @functools.cache
@@ -241,7 +247,7 @@ def rows_lock_related(model: type[ModelT], field_name: str, value: Any, *, relat
         rows = cursor.fetchall()
     found = []
     for row in rows:
-        instance = _from_row(model, row[:width])
-        model._meta.get_field(related).set_cached_value(instance, _from_row(target, row[width:]))
+        instance = row_from_db(model, row[:width])
+        model._meta.get_field(related).set_cached_value(instance, row_from_db(target, row[width:]))
         found.append(instance)
     return found

@@ -31,11 +31,11 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.correlation import set_correlation_id
-from core.db import delete_in_batches, row_get, row_insert, row_update
+from core.db import columns_sql, delete_in_batches, row_from_db, row_get, row_insert, row_update
 from core.planted import SKIP_PROCESSED_EVENT_CHECK, planted
 from messaging.contract.events import ORDER_CREATED, InvalidEvent, event_decode, event_validate
 from messaging.kafka.consumer import IncomingMessage
@@ -136,6 +136,26 @@ def _duplicate(event: OrderCreatedEvent) -> Outcome:
     return Outcome.DUPLICATE
 
 
+# A first delivery's claim (most deliveries) in one statement, outside any
+# transaction: a PENDING order has had no OrderCreated applied (every outcome
+# recorded leaves it PROCESSING or later, and none goes back), so no processed
+# event needs looking up; the row's lock lasts as long as the statement.
+_CLAIM_PENDING = f"""
+    UPDATE {Order._meta.db_table}
+    SET status = %s, payment_charge_requests = payment_charge_requests + 1, updated_at = %s
+    WHERE id = %s AND status = %s
+    RETURNING {columns_sql(Order)}
+"""
+
+
+def _claim_pending(event: OrderCreatedEvent) -> Order | None:
+    """Make the event's order PROCESSING and count its charge request, if it is PENDING; else None."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_PENDING, [OrderStatus.PROCESSING, timezone.now(), event.order_id, OrderStatus.PENDING])
+        row = cursor.fetchone()
+    return None if row is None else row_from_db(Order, row)
+
+
 def _lock_unprocessed(event: OrderCreatedEvent) -> Order | None:
     """Lock the event's order; None if the event was applied already.
 
@@ -165,18 +185,20 @@ def order_created_apply(*, event: OrderCreatedEvent, topic: str) -> Outcome:
     """Apply an OrderCreated once: PROCESSING, pay, then PAID, FAILED or in doubt (see order_payment_settle)."""
     set_correlation_id(event.correlation_id)
     with PROCESSING_SECONDS.time():
-        # 1. Claim the order for payment (short transaction: the payment call
-        #    must not hold the order's lock or a database transaction open).
-        with transaction.atomic():
-            order = _lock_unprocessed(event)
-            if order is None:
-                return _duplicate(event)
-            if order.status == OrderStatus.PENDING:
-                order.status = OrderStatus.PROCESSING
-            elif order.status != OrderStatus.PROCESSING:  # PROCESSING: a redelivery after a crash resumes
-                return _skip(order, event, topic, OrderStatus.PROCESSING)
-            order.payment_charge_requests += 1
-            row_update(order, ["status", "payment_charge_requests", "updated_at"])
+        # 1. Claim the order for payment (no transaction left open: the
+        #    payment call must not hold the order's lock or a transaction).
+        order = _claim_pending(event)
+        if order is None:
+            with transaction.atomic():
+                order = _lock_unprocessed(event)
+                if order is None:
+                    return _duplicate(event)
+                if order.status == OrderStatus.PENDING:  # not reached: nothing goes back to PENDING
+                    order.status = OrderStatus.PROCESSING
+                elif order.status != OrderStatus.PROCESSING:  # PROCESSING: a redelivery after a crash resumes
+                    return _skip(order, event, topic, OrderStatus.PROCESSING)
+                order.payment_charge_requests += 1
+                row_update(order, ["status", "payment_charge_requests", "updated_at"])
 
         # 2. Pay. The order id is the provider's idempotency key, so a resumed
         #    delivery gets the first answer back instead of a second charge.

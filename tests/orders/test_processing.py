@@ -73,6 +73,18 @@ class TestPaid:
         lookups = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
         assert len(lookups) == 1  # none while the locked order was PENDING: nothing can have applied it
 
+    def test_a_first_delivery_claims_its_order_in_one_statement_and_settles_it_in_one_transaction(self, place_order):
+        row = place_order()
+
+        with CaptureQueriesContext(connection) as queries:
+            assert process_order_created_message(order_created_message(row)) == Outcome.PROCESSED
+
+        statements = [q["sql"].split()[0].upper() for q in queries]
+        # The claim: PENDING to PROCESSING, counted, read back. The settling, under the order's lock:
+        # the lock, the processed-event lookup, the payment, the order, the processed event, PaymentCompleted.
+        # (The suite's own transaction turns the settling's into a savepoint.)
+        assert statements == ["UPDATE", "SAVEPOINT", "SELECT", "SELECT", "INSERT", "UPDATE", "INSERT", "INSERT", "RELEASE"]
+
     def test_a_second_delivery_changes_nothing_and_is_counted(self, place_order, charges):
         row = place_order()
         process_order_created_message(order_created_message(row))
