@@ -12,7 +12,7 @@ OUTBOX_TRIGGER_ON_COMMIT = env.bool("OUTBOX_TRIGGER_ON_COMMIT", default=True)
 OUTBOX_RELAY_LINGER_SECONDS = env.float("OUTBOX_RELAY_LINGER_SECONDS", default=2.0)
 # The staying run waits this long after a nudge before it drains, so the rows of
 # the commits in between go in the same claim and send (a producer's linger.ms).
-OUTBOX_RELAY_GATHER_SECONDS = env.float("OUTBOX_RELAY_GATHER_SECONDS", default=0.05)
+OUTBOX_RELAY_GATHER_SECONDS = env.float("OUTBOX_RELAY_GATHER_SECONDS", default=0.1)
 OUTBOX_SWEEP_INTERVAL_SECONDS = env.int("OUTBOX_SWEEP_INTERVAL_SECONDS", default=5)
 OUTBOX_REQUEUE_INTERVAL_SECONDS = env.int("OUTBOX_REQUEUE_INTERVAL_SECONDS", default=600)
 OUTBOX_PURGE_INTERVAL_SECONDS = env.int("OUTBOX_PURGE_INTERVAL_SECONDS", default=3600)
