@@ -4,6 +4,8 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg2
@@ -174,6 +176,18 @@ def _staying_run() -> threading.Thread:
     return runner
 
 
+@contextmanager
+def _staying_after(first: OutboxEvent) -> Iterator[threading.Thread]:
+    """A staying run (`_staying_run`) once it has published `first` and waits for nudges; joined at the end."""
+    runner = _staying_run()
+    try:
+        assert _published(first.id, within_seconds=10)
+        time.sleep(0.3)  # its drain ends: it waits
+        yield runner
+    finally:
+        runner.join(timeout=30)
+
+
 @pytest.mark.kafka
 @pytest.mark.django_db(transaction=True)
 class TestLingering:
@@ -186,11 +200,7 @@ class TestLingering:
         assert relay_messages(broker_queue) == ["outbox.relay"]
         broker_queue.delete(CELERY_QUEUE)  # the worker took it
 
-        runner = _staying_run()
-        try:
-            assert _published(first.id, within_seconds=10)
-            time.sleep(0.3)  # its drain ends: it waits
-
+        with _staying_after(first) as runner:
             # when: more rows commit while it lingers
             later = [outbox_test_event(str(uuid.uuid4())) for _ in range(3)]
 
@@ -208,19 +218,13 @@ class TestLingering:
             assert 1.0 <= time.monotonic() - quiet_since < 5.0
             assert not flags.exists(FLAG_KEY) and not flags.exists(LINGER_LOCK_KEY)
             flags.close()
-        finally:
-            runner.join(timeout=30)
 
     def test_a_run_that_cannot_stay_leaves_the_flag_to_the_one_that_does(self, broker_queue, settings):
         # given: a run that stays
         settings.OUTBOX_TRIGGER_ON_COMMIT = True
         first = outbox_test_event(str(uuid.uuid4()))
         broker_queue.delete(CELERY_QUEUE)
-        runner = _staying_run()
-        try:
-            assert _published(first.id, within_seconds=10)
-            time.sleep(0.3)  # its drain ends: it waits
-
+        with _staying_after(first):
             # when: another run (the beat's sweep) drains beside it and ends
             swept = outbox_test_event(str(uuid.uuid4()))
             broker_queue.delete(CELERY_QUEUE)
@@ -235,8 +239,6 @@ class TestLingering:
             later = [outbox_test_event(str(uuid.uuid4())) for _ in range(3)]
             assert all(_published(row.id, within_seconds=1.0) for row in later)
             assert relay_messages(broker_queue) == []
-        finally:
-            runner.join(timeout=30)
 
     def test_its_drains_claim_once_per_nudge_and_a_row_they_left_behind_goes_out_before_it_ends(
         self, broker_queue, settings, monkeypatch
@@ -267,31 +269,28 @@ class TestLingering:
         other.cursor().execute(f"SELECT id FROM {OutboxEvent._meta.db_table} WHERE id = %s FOR UPDATE", [held.id])
         broker_queue.delete(CELERY_QUEUE)
 
-        runner = _staying_run()
         try:
-            assert _published(first.id, within_seconds=10)
-            time.sleep(0.3)  # its drain ends: it waits
-            # when: rows commit one at a time while it stays
-            staying_from = len(drains)
-            for _ in range(3):
-                row = outbox_test_event(str(uuid.uuid4()))
-                assert _published(row.id, within_seconds=1.0)
-            time.sleep(0.3)
-            staying = [made for _, made in drains[staying_from:]]
-            # then: each drain of the stay claimed once: no second pass's empty claim per nudge
-            assert len(staying) >= 2 and staying == [1] * len(staying)
-            assert OutboxEvent.objects.get(id=held.id).status == OutboxStatus.PENDING
+            with _staying_after(first) as runner:
+                # when: rows commit one at a time while it stays
+                staying_from = len(drains)
+                for _ in range(3):
+                    row = outbox_test_event(str(uuid.uuid4()))
+                    assert _published(row.id, within_seconds=1.0)
+                time.sleep(0.3)
+                staying = [made for _, made in drains[staying_from:]]
+                # then: each drain of the stay claimed once: no second pass's empty claim per nudge
+                assert len(staying) >= 2 and staying == [1] * len(staying)
+                assert OutboxEvent.objects.get(id=held.id).status == OutboxStatus.PENDING
 
-            # when: the held row is given back, with no commit to nudge the run
-            other.rollback()
-            # then: it goes out before the run ends: the run's final drain passes over everything again
-            runner.join(timeout=10)
-            assert not runner.is_alive()
-            assert OutboxEvent.objects.get(id=held.id).status == OutboxStatus.PUBLISHED
-            assert drains[-1][0] is True
+                # when: the held row is given back, with no commit to nudge the run
+                other.rollback()
+                # then: it goes out before the run ends: the run's final drain passes over everything again
+                runner.join(timeout=10)
+                assert not runner.is_alive()
+                assert OutboxEvent.objects.get(id=held.id).status == OutboxStatus.PUBLISHED
+                assert drains[-1][0] is True
         finally:
             other.close()
-            runner.join(timeout=30)
 
 
     def test_the_commits_of_one_gather_window_go_out_in_one_claim(self, broker_queue, settings, monkeypatch):
@@ -309,10 +308,7 @@ class TestLingering:
         monkeypatch.setattr(outbox.relay, "_claim", counted_claim)
         first = outbox_test_event(str(uuid.uuid4()))
         broker_queue.delete(CELERY_QUEUE)
-        runner = _staying_run()
-        try:
-            assert _published(first.id, within_seconds=10)
-            time.sleep(0.3)  # its drain ends: it waits
+        with _staying_after(first):
             staying_from = len(claimed)
 
             # when: three rows commit one after another, each nudging it
@@ -321,8 +317,6 @@ class TestLingering:
             # then: they go out together, in the one claim after the first nudge's gathering
             assert all(_published(row.id, within_seconds=2.0) for row in later)
             assert [taken for taken in claimed[staying_from:] if taken] == [3]
-        finally:
-            runner.join(timeout=30)
 
 
 class TestWakeWithRedisDown:
