@@ -89,10 +89,9 @@ class ThreadConnections:
 #
 # Every order runs the same few single-row statements (lock the order, insert
 # its outbox row, update its status...). Through the ORM each call builds its
-# SQL anew (a queryset's compiler, its lookups, its select list): measured with
-# bench/checkout_profile.py that building costs about three times the CPU of
-# sending the same statement, and it was the largest part of a checkout's and
-# of the order consumer's CPU. These helpers build each statement once per
+# SQL anew (a queryset's compiler, its lookups, its select list), which was the
+# largest part of a checkout's and of the order consumer's CPU in their
+# profiles (bench/checkout_profile.py). These helpers build each statement once per
 # model and prepare values and results with the fields' own methods
 # (`pre_save`, `get_db_prep_save`, `from_db_value`), as `Model.save` and the
 # SQL compiler do, so a model's fields stay the one statement of its columns.
@@ -102,9 +101,11 @@ class ThreadConnections:
 
 
 @functools.cache
-def _columns(model: type[Model]) -> tuple[tuple[Field, ...], str]:
+def _columns(model: type[Model]) -> tuple[tuple[Field, ...], str, tuple[tuple[Callable, ...], ...]]:
+    """The model's fields, their quoted columns, and each field's converters of a value read back."""
     fields = tuple(model._meta.concrete_fields)
-    return fields, ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    converters = tuple(tuple(field.get_db_converters(connection)) for field in fields)
+    return fields, ", ".join(connection.ops.quote_name(field.column) for field in fields), converters
 
 
 def columns_sql(model: type[Model]) -> str:
@@ -114,10 +115,10 @@ def columns_sql(model: type[Model]) -> str:
 
 def row_from_db(model: type[ModelT], row: Sequence[Any]) -> ModelT:
     """The instance of a row read in `columns_sql(model)`'s order, its values converted as the ORM converts them."""
-    fields, _ = _columns(model)
+    fields, _, converters = _columns(model)
     values = []
-    for field, value in zip(fields, row):
-        for converter in field.get_db_converters(connection):
+    for field, field_converters, value in zip(fields, converters, row):
+        for converter in field_converters:
             value = converter(value, field.cached_col, connection)
         values.append(value)
     return model.from_db(connection.alias, [field.attname for field in fields], values)
@@ -125,7 +126,7 @@ def row_from_db(model: type[ModelT], row: Sequence[Any]) -> ModelT:
 
 @functools.cache
 def _select_sql(model: type[Model], field_name: str, lock: bool) -> str:
-    _, columns = _columns(model)
+    columns = _columns(model)[1]
     column = connection.ops.quote_name(model._meta.get_field(field_name).column)
     table = connection.ops.quote_name(model._meta.db_table)
     return f"SELECT {columns} FROM {table} WHERE {column} = %s" + (" FOR UPDATE" if lock else "")
@@ -214,7 +215,7 @@ def row_update(instance: Model, field_names: Sequence[str]) -> None:
 
 
 @functools.cache
-def _related_sql(model: type[Model], field_name: str, related: str) -> tuple[str, type[Model]]:
+def _related_sql(model: type[Model], field_name: str, related: str) -> tuple[str, Field]:
     meta, quote = model._meta, connection.ops.quote_name
     foreign_key = meta.get_field(related)
     target = foreign_key.related_model
@@ -228,7 +229,7 @@ def _related_sql(model: type[Model], field_name: str, related: str) -> tuple[str
         f"WHERE m.{quote(meta.get_field(field_name).column)} = %s "
         f"ORDER BY m.{quote(foreign_key.column)}, m.{quote(meta.pk.column)} FOR UPDATE OF r"
     )
-    return sql, target
+    return sql, foreign_key
 
 
 def rows_lock_related(model: type[ModelT], field_name: str, value: Any, *, related: str) -> list[ModelT]:
@@ -239,8 +240,8 @@ def rows_lock_related(model: type[ModelT], field_name: str, value: Any, *, relat
     callers lock the related rows in the same order. The rows themselves
     are not locked.
     """
-    sql, target = _related_sql(model, field_name, related)
-    width = len(_columns(model)[0])
+    sql, foreign_key = _related_sql(model, field_name, related)
+    target, width = foreign_key.related_model, len(_columns(model)[0])
     field = model._meta.get_field(field_name)
     with connection.cursor() as cursor:
         cursor.execute(sql, [field.get_db_prep_value(value, connection)])
@@ -248,6 +249,6 @@ def rows_lock_related(model: type[ModelT], field_name: str, value: Any, *, relat
     found = []
     for row in rows:
         instance = row_from_db(model, row[:width])
-        model._meta.get_field(related).set_cached_value(instance, row_from_db(target, row[width:]))
+        foreign_key.set_cached_value(instance, row_from_db(target, row[width:]))
         found.append(instance)
     return found

@@ -167,7 +167,6 @@ def _lock_unprocessed(event: OrderCreatedEvent) -> Order | None:
     if order is not None and order.status == OrderStatus.PENDING:
         # Nothing has applied an OrderCreated to it yet: every outcome recorded
         # leaves its order PROCESSING or later, and none goes back to PENDING.
-        # A first delivery (most deliveries) looks its event up once, not twice.
         return order
     if not planted(SKIP_PROCESSED_EVENT_CHECK) and row_get(ProcessedEvent, "event_id", event.event_id) is not None:
         return None
@@ -193,7 +192,7 @@ def order_created_apply(*, event: OrderCreatedEvent, topic: str) -> Outcome:
                 order = _lock_unprocessed(event)
                 if order is None:
                     return _duplicate(event)
-                if order.status == OrderStatus.PENDING:  # not reached: nothing goes back to PENDING
+                if order.status == OrderStatus.PENDING:  # only an order committed after the claim looked
                     order.status = OrderStatus.PROCESSING
                 elif order.status != OrderStatus.PROCESSING:  # PROCESSING: a redelivery after a crash resumes
                     return _skip(order, event, topic, OrderStatus.PROCESSING)
