@@ -10,7 +10,7 @@ error of any kind, 503s included), checkout p99 stayed under `--p99-ms`
 checkout rate (provider latency `--provider-latency`, 0.3 s). The search
 multiplies the rate by 1.5 from `--start` while it is sustained, then
 bisects between the last sustained and the first failed rate until they
-are within 10%. Each `--checkout` is started with its own run.sh (bench/
+are within `--resolution` (5%). Each `--checkout` is started with its own run.sh (bench/
 platforms.py) and searched in turn; the machine's calibration is measured
 before and after.
 """
@@ -29,7 +29,6 @@ from bench.load import catalog_products  # noqa: E402
 from bench.platforms import StartedPlatform, platform_started  # noqa: E402
 
 PAID_RATIO = 0.95
-RESOLUTION = 1.10  # stop bisecting when the failed rate is within 10% of the sustained one
 WARM_UP_SECONDS = 20
 
 
@@ -68,7 +67,7 @@ def search(platform: StartedPlatform, arguments) -> dict:
             failed = rate
             break
         sustained, rate = rate, rate * 1.5
-    while failed is not None and sustained and failed > sustained * RESOLUTION:
+    while failed is not None and sustained and failed > sustained * (1 + arguments.resolution):
         middle = (sustained + failed) / 2
         if probe(middle):
             sustained = middle
@@ -86,6 +85,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per probe")
     parser.add_argument("--pause", type=float, default=5.0, help="seconds of rest between probes")
     parser.add_argument("--p99-ms", type=float, default=500.0)
+    parser.add_argument(
+        "--resolution", type=float, default=0.05,
+        help="stop bisecting when the first failed rate is within this share above the sustained one",
+    )  # fmt: skip
     parser.add_argument("--provider-latency", type=float, default=0.3)
     parser.add_argument("--out", type=Path)
     arguments = parser.parse_args()
