@@ -10,9 +10,9 @@ error of any kind, 503s included), checkout p99 stayed under `--p99-ms`
 checkout rate (provider latency `--provider-latency`, 0.3 s). The search
 multiplies the rate by 1.5 from `--start` while it is sustained, then
 bisects between the last sustained and the first failed rate until they
-are within `--resolution` (5%). Each `--checkout` is started with its own run.sh (bench/
-platforms.py) and searched in turn; the machine's calibration is measured
-before and after.
+are within `--resolution` (5%). Each `--checkout` is started with its own
+run.sh (bench/platforms.py) and searched in turn; the machine's calibration
+is measured before and after.
 """
 import argparse
 import json
@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--provider-latency", type=float, default=0.3)
     parser.add_argument("--out", type=Path)
     arguments = parser.parse_args()
+    if arguments.resolution <= 0:
+        parser.error("--resolution must be above 0 (the bisection would never end)")
     before = calibration_measure()
     print(before.line(), file=sys.stderr, flush=True)
     results = {}
