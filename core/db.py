@@ -4,7 +4,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -100,33 +100,43 @@ class ThreadConnections:
 # project connects none) and are for plain concrete models, no inheritance.
 
 
+class _Columns(NamedTuple):
+    fields: tuple[Field, ...]
+    sql: str  # the quoted columns, in the fields' order
+    converters: tuple[tuple[Callable, ...], ...]  # each field's converters of a value read back
+    attnames: tuple[str, ...]
+
+
 @functools.cache
-def _columns(model: type[Model]) -> tuple[tuple[Field, ...], str, tuple[tuple[Callable, ...], ...]]:
-    """The model's fields, their quoted columns, and each field's converters of a value read back."""
+def _columns(model: type[Model]) -> _Columns:
     fields = tuple(model._meta.concrete_fields)
-    converters = tuple(tuple(field.get_db_converters(connection)) for field in fields)
-    return fields, ", ".join(connection.ops.quote_name(field.column) for field in fields), converters
+    return _Columns(
+        fields=fields,
+        sql=", ".join(connection.ops.quote_name(field.column) for field in fields),
+        converters=tuple(tuple(field.get_db_converters(connection)) for field in fields),
+        attnames=tuple(field.attname for field in fields),
+    )
 
 
 def columns_sql(model: type[Model]) -> str:
     """The model's columns, quoted, in the order `row_from_db` reads them: for a statement's select or RETURNING list."""
-    return _columns(model)[1]
+    return _columns(model).sql
 
 
 def row_from_db(model: type[ModelT], row: Sequence[Any]) -> ModelT:
     """The instance of a row read in `columns_sql(model)`'s order, its values converted as the ORM converts them."""
-    fields, _, converters = _columns(model)
+    columns = _columns(model)
     values = []
-    for field, field_converters, value in zip(fields, converters, row):
+    for field, field_converters, value in zip(columns.fields, columns.converters, row):
         for converter in field_converters:
             value = converter(value, field.cached_col, connection)
         values.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+    return model.from_db(connection.alias, columns.attnames, values)
 
 
 @functools.cache
 def _select_sql(model: type[Model], field_name: str, lock: bool) -> str:
-    columns = _columns(model)[1]
+    columns = _columns(model).sql
     column = connection.ops.quote_name(model._meta.get_field(field_name).column)
     table = connection.ops.quote_name(model._meta.db_table)
     return f"SELECT {columns} FROM {table} WHERE {column} = %s" + (" FOR UPDATE" if lock else "")
@@ -220,8 +230,8 @@ def _related_sql(model: type[Model], field_name: str, related: str) -> tuple[str
     foreign_key = meta.get_field(related)
     target = foreign_key.related_model
     columns = ", ".join(
-        [f"m.{quote(field.column)}" for field in _columns(model)[0]]
-        + [f"r.{quote(field.column)}" for field in _columns(target)[0]]
+        [f"m.{quote(field.column)}" for field in _columns(model).fields]
+        + [f"r.{quote(field.column)}" for field in _columns(target).fields]
     )
     sql = (
         f"SELECT {columns} FROM {quote(meta.db_table)} m "
@@ -241,7 +251,7 @@ def rows_lock_related(model: type[ModelT], field_name: str, value: Any, *, relat
     are not locked.
     """
     sql, foreign_key = _related_sql(model, field_name, related)
-    target, width = foreign_key.related_model, len(_columns(model)[0])
+    target, width = foreign_key.related_model, len(_columns(model).fields)
     field = model._meta.get_field(field_name)
     with connection.cursor() as cursor:
         cursor.execute(sql, [field.get_db_prep_value(value, connection)])
