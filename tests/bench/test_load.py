@@ -75,6 +75,13 @@ def test_a_server_that_is_gone_counts_as_connection_errors():
     assert [result.error for result in results] == [ErrorKind.CONNECTION] * 5
 
 
+def test_an_answer_slower_than_the_time_limit_counts_as_a_timeout(server):
+    # Three checkouts in a row: one is shed at once (every third), two take 300 ms, past the 100 ms limit.
+    results = checkout_load(base_url=server, rate=30, duration_seconds=0.1, products=[{"id": "p"}], timeout_seconds=0.1)
+
+    assert sorted(result.error.value for result in results) == sorted([ErrorKind.SHED.value] + [ErrorKind.TIMEOUT.value] * 2)
+
+
 def test_the_load_refuses_a_host_that_is_not_this_machine():
     with pytest.raises(SystemExit):
         checkout_load(base_url="http://192.0.2.1:8000", rate=1, duration_seconds=1, products=[{"id": "p"}])
