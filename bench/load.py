@@ -122,7 +122,7 @@ def _poster(base_url: str, timeout_seconds: float) -> Callable[[str, dict, dict[
         connection = connection_class(parts.hostname, parts.port, timeout=timeout_seconds)
         try:
             connection.request(
-                "POST", prefix + path, body=json.dumps(body), headers={"Content-Type": "application/json", **headers}
+                "POST", prefix + path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}
             )
             response = connection.getresponse()
             return _Answer(response.status, response.headers, response.read())
