@@ -107,12 +107,11 @@ def _poster(base_url: str, timeout_seconds: float) -> Callable[[str, dict, dict[
     """POST JSON with the standard library's http.client, a connection per request.
 
     Not requests, as everywhere else in the benches: the generator shares
-    the platform's cores, and requests cost 4.6-5.0 ms of this process's CPU
-    per checkout (two POSTs) at 25/s where http.client costs 1.7-2.1 ms
-    (measured side by side against the same platform, 2026-12-07). Every
-    CPU-millisecond the generator spends is one the platform under test does
-    not get. The platform closes every connection after its answer
-    (gunicorn.conf.py, keepalive 0), so a pool would hold nothing.
+    the platform's cores, and every CPU-millisecond it spends is one the
+    platform under test does not get; requests spends several times what
+    http.client does per POST (commit 2e4a403 says how it was timed). The
+    platform closes every connection after its answer (gunicorn.conf.py,
+    keepalive 0), so a pool would hold nothing.
     """
     parts = urlsplit(base_url)
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
