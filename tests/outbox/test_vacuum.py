@@ -48,3 +48,21 @@ def test_an_unchanged_outbox_is_vacuumed_not_analyzed_and_a_changed_one_is_analy
     assert outbox_vacuum() is True
     wait_for(lambda: _changes_since_analyze() == 0, timeout=30, what="the analyze recorded")
     assert outbox_vacuum() is False
+
+
+def test_analyze_samples_the_planned_columns_and_skips_the_event_bodies():
+    OutboxEvent.objects.bulk_create(
+        OutboxEvent(
+            event_id=uuid.uuid4(), aggregate_type="order", aggregate_id=str(index), topic="orders.created", key=str(index),
+            event_type="TEST_EVENT", payload={"n": index}, headers={"h": str(index)}, status=OutboxStatus.PENDING,
+        )
+        for index in range(100)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {TABLE}")
+        cursor.execute("SELECT attname FROM pg_stats WHERE schemaname = current_schema() AND tablename = %s", [TABLE])
+        analyzed = {name for (name,) in cursor.fetchall()}
+    # The claim, the purge, the requeue and reconciliation filter on these.
+    planned = {"id", "aggregate_type", "aggregate_id", "status", "next_attempt_at", "created_at", "published_at", "event_type"}
+    assert planned <= analyzed
+    assert analyzed.isdisjoint({"payload", "headers", "key", "event_id", "topic", "last_error", "attempts"})
