@@ -36,13 +36,6 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
 UNSETTLED_STATUSES: tuple[str, ...] = (OrderStatus.PENDING, OrderStatus.PROCESSING)
 
 
-class OrderNumberSequence(models.Model):
-    """One row a day; checkout increments it to number that day's orders."""
-
-    day = models.DateField(primary_key=True)
-    last_value = models.PositiveIntegerField(default=0)
-
-
 class Order(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     order_number = models.CharField(max_length=32, unique=True)

@@ -23,16 +23,7 @@ from messaging.contract.events import (
     payment_refunded_payload,
 )
 from orders.metrics import PAYMENT_REFUNDS
-from orders.models import (
-    ORDER_TRANSITIONS,
-    Order,
-    OrderItem,
-    OrderNumberSequence,
-    OrderStatus,
-    PaymentMethod,
-    PaymentStatus,
-    PaymentTransaction,
-)
+from orders.models import ORDER_TRANSITIONS, Order, OrderItem, OrderStatus, PaymentMethod, PaymentStatus, PaymentTransaction
 from outbox.models import OutboxEvent
 from outbox.services import outbox_event_create
 from payments.gateway import RefundResult, payment_refund
@@ -67,17 +58,9 @@ class OrderLine:
 
 
 def order_number_next(*, day: date) -> str:
-    """Take the next number of the day's sequence (row-locked until commit)."""
-    table = OrderNumberSequence._meta.db_table
+    """Take the next number of the day's sequence (migration 0006: no lock held until commit; may leave gaps)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} (day, last_value) VALUES (%s, 1)
-            ON CONFLICT (day) DO UPDATE SET last_value = {table}.last_value + 1
-            RETURNING last_value
-            """,
-            [day],
-        )
+        cursor.execute("SELECT orders_number_next(%s)", [day])
         (value,) = cursor.fetchone()
     return f"ORD-{day:%Y%m%d}-{value:06d}"
 

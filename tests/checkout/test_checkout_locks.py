@@ -1,0 +1,96 @@
+"""Order numbers: checkouts do not queue for them.
+
+Each test holds one side's transaction open on a connection of its own and
+runs the other side with a lock timeout: waiting would fail it.
+"""
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+import psycopg2
+import pytest
+
+from tests.support import database_url_for_tests
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def far_day() -> date:
+    """A day no other test (nor an earlier run on a reused database) numbers orders on: its sequences are this test's."""
+    return date(2200, 1, 1) + timedelta(days=32 * random.randrange(80_000))
+
+
+@contextmanager
+def session(lock_timeout: str = "2s") -> Iterator[psycopg2.extensions.cursor]:
+    """A connection of its own, in one transaction, rolled back at the end unless committed."""
+    with psycopg2.connect(database_url_for_tests()) as other, other.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{lock_timeout}'")
+        try:
+            yield cursor
+        finally:
+            other.rollback()
+
+
+def _number(cursor, day: date) -> int:
+    cursor.execute("SELECT orders_number_next(%s)", [day])
+    return cursor.fetchone()[0]
+
+
+def test_an_order_number_taken_in_an_open_transaction_does_not_hold_up_the_next(far_day):
+    day = far_day
+    with session() as earlier:
+        _number(earlier, day - timedelta(days=1))  # the day before created this day's sequence
+        earlier.connection.commit()
+    with session() as first, session(lock_timeout="500ms") as second:
+        taken = _number(first, day)
+        # The first checkout has not committed (its WAL flush still to come): the second does not wait for it.
+        assert _number(second, day) == taken + 1
+
+
+def test_two_first_orders_of_a_day_with_no_order_the_day_before_both_get_a_number(far_day):
+    day = far_day
+    with session() as first:
+        assert _number(first, day) == 1  # created the day's sequence, not committed yet
+        answers: list[int | BaseException] = []
+
+        def second() -> None:
+            try:
+                with session(lock_timeout="10s") as cursor:
+                    answers.append(_number(cursor, day))
+                    cursor.connection.commit()
+            except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+                answers.append(error)
+
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # its CREATE waits for the first transaction's
+        first.connection.commit()
+        waiting.join(10)
+    assert answers == [2]
+
+
+def test_tomorrows_sequence_is_made_a_day_ahead_and_those_over_a_week_old_dropped(far_day):
+    old, kept, today = far_day, far_day + timedelta(days=11), far_day + timedelta(days=18)
+    with session() as cursor:
+        for day in (old, kept, today):
+            _number(cursor, day)
+        cursor.execute("SELECT sequencename FROM pg_sequences WHERE sequencename LIKE 'orders_number_%'")
+        names = {name for (name,) in cursor.fetchall()}
+    assert f"orders_number_{old:%Y%m%d}" not in names
+    assert f"orders_number_{old + timedelta(days=1):%Y%m%d}" not in names  # old's "tomorrow"
+    tomorrow = today + timedelta(days=1)
+    assert {f"orders_number_{kept:%Y%m%d}", f"orders_number_{today:%Y%m%d}", f"orders_number_{tomorrow:%Y%m%d}"} <= names
+
+
+def test_an_order_finding_tomorrows_sequence_being_made_does_not_wait_for_it(far_day):
+    day = far_day
+    with session() as earlier:
+        _number(earlier, day - timedelta(days=1))  # made today's sequence; tomorrow's is still to make
+        earlier.connection.commit()
+    with session() as first, session(lock_timeout="500ms") as second:
+        assert _number(first, day) == 1  # and made tomorrow's, not committed yet
+        assert _number(second, day) == 2
