@@ -30,8 +30,12 @@ class Shortage:
 
 
 def stock_lock(*, product_ids: set[uuid.UUID] | list[uuid.UUID]) -> dict[uuid.UUID, Product]:
-    """Lock the products (in id order) until the transaction ends; return those that exist."""
-    locked = Product.objects.select_for_update(of=("self",)).filter(id__in=product_ids).order_by("id")
+    """Lock the products (in id order) until the transaction ends; return those that exist.
+
+    FOR NO KEY UPDATE: stock changes no key, and a cart add or an order item
+    referencing a locked product (its foreign key check) need not wait for it.
+    """
+    locked = Product.objects.select_for_update(of=("self",), no_key=True).filter(id__in=product_ids).order_by("id")
     return {product.id: product for product in locked}
 
 

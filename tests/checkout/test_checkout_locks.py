@@ -1,17 +1,21 @@
-"""Order numbers: checkouts do not queue for them.
+"""Checkouts wait for one another only over the products they share.
 
 Each test holds one side's transaction open on a connection of its own and
 runs the other side with a lock timeout: waiting would fail it.
 """
 import random
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 
 import psycopg2
 import pytest
+from django.db import transaction
 
+from catalog.inventory import stock_lock
+from tests.factories import ProductFactory
 from tests.support import database_url_for_tests
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,3 +98,22 @@ def test_an_order_finding_tomorrows_sequence_being_made_does_not_wait_for_it(far
     with session() as first, session(lock_timeout="500ms") as second:
         assert _number(first, day) == 1  # and made tomorrow's, not committed yet
         assert _number(second, day) == 2
+
+
+def test_a_cart_add_commits_while_a_checkout_holds_the_products_stock_lock():
+    product = ProductFactory(inventory_quantity=5)
+    with transaction.atomic():
+        assert stock_lock(product_ids=[product.id])  # checkout's lock, held until its commit
+        with session(lock_timeout="500ms") as cart_add:
+            cart = uuid.uuid4()
+            cart_add.execute(
+                "INSERT INTO checkout_cart (id, session_id, created_at, updated_at, expires_at)"
+                " VALUES (%s, %s, now(), now(), now() + interval '1 hour')",
+                [str(cart), f"s-{cart.hex}"],
+            )
+            cart_add.execute(
+                "INSERT INTO checkout_cartitem (id, cart_id, product_id, quantity, price_snapshot, created_at, updated_at)"
+                " VALUES (%s, %s, %s, 1, 1.00, now(), now())",
+                [str(uuid.uuid4()), str(cart), str(product.id)],
+            )
+            cart_add.connection.commit()  # the deferred foreign key check runs here

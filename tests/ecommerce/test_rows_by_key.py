@@ -162,11 +162,11 @@ def test_row_update_writes_the_named_fields_and_stamps_updated_at_as_save_does()
         row_update(order, ["status"])
 
 
-def _other_session_can_lock(table: str, pk) -> bool:
-    """Whether another session could lock the row now (NOWAIT: no waiting)."""
+def _other_session_can_lock(table: str, pk, strength: str = "UPDATE") -> bool:
+    """Whether another session could lock the row now with FOR `strength` (NOWAIT: no waiting)."""
     with psycopg2.connect(database_url_for_tests()) as other, other.cursor() as cursor:
         try:
-            cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [str(pk)])
+            cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR {strength} NOWAIT", [str(pk)])
             return cursor.fetchone() is not None
         except psycopg2.errors.LockNotAvailable:
             return False
@@ -195,6 +195,9 @@ def test_rows_lock_related_reads_the_related_rows_in_key_order_and_locks_them_no
             _attributes(Product.objects.get(pk=product.pk)) for product in products
         ]
         assert not any(_other_session_can_lock(products_table, product.id) for product in products)
+        assert not any(_other_session_can_lock(products_table, product.id, "NO KEY UPDATE") for product in products)
+        # What a foreign key check takes: a cart add of a locked product does not wait for the lock.
+        assert all(_other_session_can_lock(products_table, product.id, "KEY SHARE") for product in products)
         assert _other_session_can_lock(products_table, outsider.id)
         assert all(_other_session_can_lock(items_table, item.id) for item in items)
     assert all(_other_session_can_lock(products_table, product.id) for product in products)
