@@ -1,9 +1,8 @@
 """Stock: the one place that locks products and takes or gives back their stock.
 
 Every writer that changes stock locks the products it touches here, in id
-order, after any cart row and before the day's order-number row (see
-`checkout.services.checkout_create`), so two writers never wait on each
-other in opposite orders. The database has the last word: a CHECK
+order, after any cart row (see `checkout.services.checkout_create`), so two
+writers never wait on each other in opposite orders. The database has the last word: a CHECK
 constraint refuses negative stock whatever a caller does.
 (Saleor keeps the same concern in `checkout/lock_objects.py`.)
 """
@@ -16,7 +15,7 @@ from django.db import connection
 from django.db.models import F, Model
 
 from catalog.models import Product
-from core.db import rows_lock_related
+from core.db import rows_with_related
 
 RowT = TypeVar("RowT", bound=Model)
 
@@ -39,20 +38,20 @@ def stock_lock(*, product_ids: set[uuid.UUID] | list[uuid.UUID]) -> dict[uuid.UU
     return {product.id: product for product in locked}
 
 
-def stock_lock_related(model: type[RowT], field_name: str, value: object, *, field: str = "product") -> list[RowT]:
-    """The rows of `model` whose `field_name` is `value`, with their products, locking the products (not the rows).
+def stock_read_related(model: type[RowT], field_name: str, value: object, *, field: str = "product") -> list[RowT]:
+    """The rows of `model` whose `field_name` is `value`, with their products, in one statement; nothing locked.
 
-    One statement, ordered by product id: PostgreSQL locks rows as the sorted
-    result emits them, which keeps the lock order the same as `stock_lock`'s.
+    What they show of stock may be gone by the time it is taken: `stock_take`
+    checks again under the row's lock.
     """
-    return rows_lock_related(model, field_name, value, related=field)
+    return rows_with_related(model, field_name, value, related=field)
 
 
-def stock_shortages(*, locked: Mapping[uuid.UUID, Product], wanted: Mapping[uuid.UUID, int]) -> list[Shortage]:
-    """What of `wanted` the locked products cannot supply (an inactive product supplies nothing)."""
+def stock_shortages(*, products: Mapping[uuid.UUID, Product], wanted: Mapping[uuid.UUID, int]) -> list[Shortage]:
+    """What of `wanted` the products as read cannot supply (an inactive product supplies nothing)."""
     shortages = []
     for product_id, quantity in wanted.items():
-        product = locked.get(product_id)
+        product = products.get(product_id)
         available = product.inventory_quantity if product is not None and product.is_active else 0
         if quantity > available:
             shortages.append(
@@ -62,16 +61,33 @@ def stock_shortages(*, locked: Mapping[uuid.UUID, Product], wanted: Mapping[uuid
 
 
 # Built once: the ORM's update() compiles its statement on every call (see core.db's rows by key).
+# The stock is checked where it is taken, under the row's lock; the CHECK constraint backs it.
 _STOCK_TAKE = (
-    f"UPDATE {Product._meta.db_table} SET inventory_quantity = inventory_quantity - %s WHERE id = %s"
+    f"UPDATE {Product._meta.db_table} SET inventory_quantity = inventory_quantity - %s "
+    "WHERE id = %s AND is_active AND inventory_quantity >= %s"
 )
 
 
-def stock_take(*, wanted: Mapping[uuid.UUID, int]) -> None:
-    """Decrement stock of products locked with `stock_lock` and checked with `stock_shortages`."""
+def stock_take(*, wanted: Mapping[uuid.UUID, int]) -> uuid.UUID | None:
+    """Decrement the stock of every product in `wanted`, in id order; the first that lacks it, if one does (roll back then).
+
+    Each product's row stays locked (FOR NO KEY UPDATE, as any UPDATE of
+    other columns than its key) until the transaction ends, so a checkout
+    takes stock as the last of its writes: checkouts of one product queue
+    for each other only from here to the commit. A cart add of the product
+    (its foreign key check takes FOR KEY SHARE) does not wait for it.
+    """
     with connection.cursor() as cursor:
-        for product_id, quantity in wanted.items():
-            cursor.execute(_STOCK_TAKE, [quantity, product_id])
+        for product_id in sorted(wanted):
+            cursor.execute(_STOCK_TAKE, [wanted[product_id], product_id, wanted[product_id]])
+            if cursor.rowcount != 1:
+                return product_id
+    return None
+
+
+def stock_read(*, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Product]:
+    """The products as they are now (those that exist), unlocked: for a refusal's figures."""
+    return {product.id: product for product in Product.objects.filter(id__in=product_ids)}
 
 
 def stock_release(*, returned: Mapping[uuid.UUID, int]) -> None:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from catalog.inventory import stock_lock_related, stock_shortages, stock_take
+from catalog.inventory import Shortage, stock_read, stock_read_related, stock_shortages, stock_take
 from catalog.models import Product
 from checkout.cart_cache import cart_cache_delete
 from checkout.models import Cart, CartItem
@@ -197,6 +197,25 @@ def carts_expired_delete(*, batch_size: int) -> int:
 # Checkout ------------------------------------------------------------------
 
 
+def _insufficient_stock(shortages: list[Shortage]) -> Conflict:
+    names = ", ".join(shortage.sku or str(shortage.product_id) for shortage in shortages)
+    return Conflict(
+        f"Insufficient stock for: {names}.",
+        problem_type="insufficient-stock",
+        extensions={
+            "products": [
+                {
+                    "productId": str(shortage.product_id),
+                    "productSku": shortage.sku,
+                    "requested": shortage.requested,
+                    "available": shortage.available,
+                }
+                for shortage in shortages
+            ]
+        },
+    )
+
+
 # No savepoint when nested: the caller's (the idempotent request's) savepoint
 # already undoes this checkout's writes on an error, and a savepoint of its
 # own costs two more statements per checkout.
@@ -204,43 +223,28 @@ def carts_expired_delete(*, batch_size: int) -> int:
 def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: str | None) -> Order:
     """Turn the session's cart into a PENDING order, all in one transaction.
 
-    Lock order: the cart, then its products by id, then the day's order
-    sequence. Every writer that takes more than one of these takes them in
-    this order, so concurrent checkouts queue instead of deadlocking.
+    Lock order: the cart, then its products by id. Every writer that takes
+    both takes them in this order, so concurrent checkouts queue instead of
+    deadlocking. The products are locked last, by taking their stock after
+    every other write: two checkouts of one product queue only for that
+    and the commit, not for each other's whole transaction.
     """
     cart = row_get(Cart, "session_id", session_id, lock=True)
     if cart is None or cart.expires_at <= timezone.now():
         raise InvalidRequest(f"Cart {session_id} not found or expired.", problem_type="cart-not-found")
     # The items and their products in one statement; the cart's lock covers the items.
-    locked = stock_lock_related(CartItem, "cart", cart.id)
-    if not locked:
+    read = stock_read_related(CartItem, "cart", cart.id)
+    if not read:
         raise InvalidRequest(f"Cart {session_id} is empty.", problem_type="cart-empty")
-    items = sorted(locked, key=lambda item: (item.created_at, item.id))
+    items = sorted(read, key=lambda item: (item.created_at, item.id))
 
     wanted: dict[uuid.UUID, int] = {}
     for item in items:
         wanted[item.product_id] = wanted.get(item.product_id, 0) + item.quantity
-    products = {item.product_id: item.product for item in locked}
-    shortages = stock_shortages(locked=products, wanted=wanted)
-    if shortages:
-        names = ", ".join(shortage.sku or str(shortage.product_id) for shortage in shortages)
-        raise Conflict(
-            f"Insufficient stock for: {names}.",
-            problem_type="insufficient-stock",
-            extensions={
-                "products": [
-                    {
-                        "productId": str(shortage.product_id),
-                        "productSku": shortage.sku,
-                        "requested": shortage.requested,
-                        "available": shortage.available,
-                    }
-                    for shortage in shortages
-                ]
-            },
-        )
-    # Locked and checked above; the CHECK constraint backs this up.
-    stock_take(wanted=wanted)
+    products = {item.product_id: item.product for item in read}
+    # Refused before any write when the stock as read is short; stock_take checks again under the lock.
+    if shortages := stock_shortages(products=products, wanted=wanted):
+        raise _insufficient_stock(shortages)
 
     order = order_create(
         customer=customer,
@@ -260,5 +264,18 @@ def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: 
     )
     _cart_empty(cart)
     _cart_invalidate(session_id)
+    if (short := stock_take(wanted=wanted)) is not None:
+        # Sold or deactivated meanwhile: the caller's savepoint undoes the order (its number stays a gap).
+        now = stock_read(product_ids=list(wanted))
+        shortages = stock_shortages(products=now, wanted=wanted)
+        if not shortages:  # restocked again since the refusal: name the product refused, as it is now
+            product = now.get(short)
+            shortages = [
+                Shortage(
+                    product_id=short, sku=product.sku if product else None, requested=wanted[short],
+                    available=product.inventory_quantity if product else 0,
+                )
+            ]
+        raise _insufficient_stock(shortages)
     logger.info("checkout committed", extra={"order_number": order.order_number})
     return order

@@ -237,20 +237,15 @@ def _related_sql(model: type[Model], field_name: str, related: str) -> tuple[str
         f"SELECT {columns} FROM {quote(meta.db_table)} m "
         f"JOIN {quote(target._meta.db_table)} r ON m.{quote(foreign_key.column)} = r.{quote(target._meta.pk.column)} "
         f"WHERE m.{quote(meta.get_field(field_name).column)} = %s "
-        f"ORDER BY m.{quote(foreign_key.column)}, m.{quote(meta.pk.column)} FOR NO KEY UPDATE OF r"
+        f"ORDER BY m.{quote(foreign_key.column)}, m.{quote(meta.pk.column)}"
     )
     return sql, foreign_key
 
 
-def rows_lock_related(model: type[ModelT], field_name: str, value: Any, *, related: str) -> list[ModelT]:
-    """The rows whose `field_name` is `value`, each with its `related` row (a foreign key) read and locked.
+def rows_with_related(model: type[ModelT], field_name: str, value: Any, *, related: str) -> list[ModelT]:
+    """The rows whose `field_name` is `value`, each with its `related` row (a foreign key), in one statement.
 
-    One statement, ordered by the related row's key (then the row's own):
-    PostgreSQL locks rows as the sorted result emits them, so concurrent
-    callers lock the related rows in the same order. The rows themselves
-    are not locked. The lock is FOR NO KEY UPDATE, for callers that update
-    the related rows' other columns: inserting a row that references one
-    (its foreign key check takes FOR KEY SHARE) does not wait for it.
+    Ordered by the related row's key (then the row's own). Nothing is locked.
     """
     sql, foreign_key = _related_sql(model, field_name, related)
     target, width = foreign_key.related_model, len(_columns(model).fields)

@@ -13,8 +13,14 @@ from datetime import date, timedelta
 import psycopg2
 import pytest
 from django.db import transaction
+from rest_framework.test import APIClient
 
-from catalog.inventory import stock_lock
+from catalog.inventory import stock_take
+from catalog.models import Product
+from checkout.models import CartItem
+from orders.models import Order
+from outbox.models import OutboxEvent
+from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
 from tests.support import database_url_for_tests
 
@@ -100,10 +106,10 @@ def test_an_order_finding_tomorrows_sequence_being_made_does_not_wait_for_it(far
         assert _number(second, day) == 2
 
 
-def test_a_cart_add_commits_while_a_checkout_holds_the_products_stock_lock():
+def test_a_cart_add_commits_while_a_checkout_holds_the_products_stock():
     product = ProductFactory(inventory_quantity=5)
     with transaction.atomic():
-        assert stock_lock(product_ids=[product.id])  # checkout's lock, held until its commit
+        assert stock_take(wanted={product.id: 1}) is None  # checkout's last write: the row locked until its commit
         with session(lock_timeout="500ms") as cart_add:
             cart = uuid.uuid4()
             cart_add.execute(
@@ -117,3 +123,25 @@ def test_a_cart_add_commits_while_a_checkout_holds_the_products_stock_lock():
                 [str(uuid.uuid4()), str(cart), str(product.id)],
             )
             cart_add.connection.commit()  # the deferred foreign key check runs here
+
+
+def test_stock_sold_between_the_checkouts_read_and_its_take_refuses_it_and_undoes_the_order(api_client, session_id):
+    product = ProductFactory(sku="LAST-ONE", inventory_quantity=1)
+    add_to_cart(api_client, session_id, product.id, 1)
+    answers = []
+    with session() as rival:
+        # Another checkout took the last unit and has not committed: this checkout still reads 1 in stock.
+        rival.execute(f"UPDATE {Product._meta.db_table} SET inventory_quantity = 0 WHERE id = %s", [str(product.id)])
+        racing = threading.Thread(target=lambda: answers.append(checkout(APIClient(), session_id, str(uuid.uuid4()))))
+        racing.start()
+        racing.join(1.0)
+        assert racing.is_alive()  # its order written, waiting at the stock take for the rival's row lock
+        rival.connection.commit()
+        racing.join(10)
+    (answer,) = answers
+    assert answer.status_code == 409
+    assert answer.json()["products"] == [
+        {"productId": str(product.id), "productSku": "LAST-ONE", "requested": 1, "available": 0}
+    ]
+    assert not Order.objects.exists() and not OutboxEvent.objects.exists()
+    assert CartItem.objects.filter(cart__session_id=session_id).count() == 1
