@@ -9,14 +9,14 @@ ORDERS_CONSUMER_GROUP = env.str("ORDERS_CONSUMER_GROUP", default="order-service-
 CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=3)
 CONSUMER_RETRY_BACKOFF_SECONDS = env.float("CONSUMER_RETRY_BACKOFF_SECONDS", default=1.0)
 # Messages one consumer process works on at once (never two of one order).
-# Each holds its slot for the provider's latency and two transactions: 16
-# paid at most 43.9 orders/s against a 300 ms provider (bench/capacity.py,
-# 2026-12-06), the platform's limit before its CPU; 24 slots of about 0.36 s
-# allow about 65/s, and the same bench paid up to 50.5/s with them, stopped
-# by the CPU. Each is a pool thread holding a database connection, so it also
-# bounds the consumer's connections (with the web's 30, well under
-# PostgreSQL's 100).
-CONSUMER_MAX_IN_FLIGHT = env.int("CONSUMER_MAX_IN_FLIGHT", default=24)
+# Each holds its slot for the provider's latency and two transactions (about
+# 0.35 s against a 300 ms provider), so slots / 0.35 s is the most a process
+# pays: 16 paid at most 43.9 orders/s (bench/capacity.py, 2026-12-06), 24 at
+# most 68.9/s once checkout no longer queued for order numbers (2026-12-07),
+# the platform's limit before its CPU; 32 allow about 90/s. Each is a pool
+# thread holding a database connection, so it also bounds the consumer's
+# connections (with the web's 30, well under PostgreSQL's 100).
+CONSUMER_MAX_IN_FLIGHT = env.int("CONSUMER_MAX_IN_FLIGHT", default=32)
 PROCESSED_EVENT_RETENTION_DAYS = env.int("PROCESSED_EVENT_RETENTION_DAYS", default=30)
 PROCESSED_EVENT_PURGE_INTERVAL_SECONDS = env.int("PROCESSED_EVENT_PURGE_INTERVAL_SECONDS", default=3600)
 # Fault injection for drills and tests only: the consumer kills itself with
