@@ -8,6 +8,7 @@ that trickle their bodies therefore tie up at most one thread each, and a stall
 of `REQUEST_READ_TIMEOUT_SECONDS` ends theirs (core/slow_clients.py).
 In containers, nginx buffers whole requests before gunicorn sees them.
 """
+import gc
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
@@ -24,6 +25,16 @@ keepalive = 0
 timeout = 30
 graceful_timeout = 20
 accesslog = "-"
+
+
+def post_worker_init(worker) -> None:
+    # The application is loaded: its ~135,000 objects (modules, classes, URL
+    # patterns, serializers) live as long as the worker. Frozen, the garbage
+    # collector stops scanning them, so a full collection takes well under a
+    # millisecond instead of ~50 ms with every thread of the worker stopped:
+    # long enough, with requests arriving meanwhile, to fill the worker's
+    # in-flight limit and shed (core/shedding.py). Instagram's gc.freeze().
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:

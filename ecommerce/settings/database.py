@@ -31,7 +31,7 @@ def database_settings(*, idle_in_transaction_timeout_ms: int) -> dict[str, Any]:
     # up means the peer is gone too (keepalives only probe an idle connection).
     unacknowledged_ms = (idle + interval * count) * 1000
     server_options = {
-        # No statement may hold locks (stock rows, the order sequence) for long.
+        # No statement may hold locks (stock rows, carts) for long.
         "statement_timeout": DATABASE_STATEMENT_TIMEOUT_MS,
         "idle_in_transaction_session_timeout": idle_in_transaction_timeout_ms,
         "tcp_keepalives_idle": idle,
