@@ -100,21 +100,31 @@ def _cart_empty(cart: Cart) -> None:
         cursor.execute(_CART_EMPTY, [cart.id, cart.updated_at, cart.id])
 
 
+def _insufficient_stock(shortages: list[Shortage], *, detail: str | None = None) -> Conflict:
+    """The 409 naming each product short (a cart add's or a checkout's)."""
+    names = ", ".join(shortage.sku or str(shortage.product_id) for shortage in shortages)
+    return Conflict(
+        detail or f"Insufficient stock for: {names}.",
+        problem_type="insufficient-stock",
+        extensions={
+            "products": [
+                {
+                    "productId": str(shortage.product_id),
+                    "productSku": shortage.sku,
+                    "requested": shortage.requested,
+                    "available": shortage.available,
+                }
+                for shortage in shortages
+            ]
+        },
+    )
+
+
 def _stock_check(product: Product, quantity: int) -> None:
     if quantity > product.inventory_quantity:
-        raise Conflict(
-            f"Only {product.inventory_quantity} of {product.sku} in stock; {quantity} requested.",
-            problem_type="insufficient-stock",
-            extensions={
-                "products": [
-                    {
-                        "productId": str(product.id),
-                        "productSku": product.sku,
-                        "requested": quantity,
-                        "available": product.inventory_quantity,
-                    }
-                ]
-            },
+        raise _insufficient_stock(
+            [Shortage(product_id=product.id, sku=product.sku, requested=quantity, available=product.inventory_quantity)],
+            detail=f"Only {product.inventory_quantity} of {product.sku} in stock; {quantity} requested.",
         )
 
 
@@ -195,25 +205,6 @@ def carts_expired_delete(*, batch_size: int) -> int:
 
 
 # Checkout ------------------------------------------------------------------
-
-
-def _insufficient_stock(shortages: list[Shortage]) -> Conflict:
-    names = ", ".join(shortage.sku or str(shortage.product_id) for shortage in shortages)
-    return Conflict(
-        f"Insufficient stock for: {names}.",
-        problem_type="insufficient-stock",
-        extensions={
-            "products": [
-                {
-                    "productId": str(shortage.product_id),
-                    "productSku": shortage.sku,
-                    "requested": shortage.requested,
-                    "available": shortage.available,
-                }
-                for shortage in shortages
-            ]
-        },
-    )
 
 
 # No savepoint when nested: the caller's (the idempotent request's) savepoint
