@@ -2,8 +2,8 @@
 
 Every writer that changes stock locks the products it touches here, in id
 order, after any cart row (see `checkout.services.checkout_create`), so two
-writers never wait on each other in opposite orders. The database has the last word: a CHECK
-constraint refuses negative stock whatever a caller does.
+writers never wait on each other in opposite orders. The database has the
+last word: a CHECK constraint refuses negative stock whatever a caller does.
 (Saleor keeps the same concern in `checkout/lock_objects.py`.)
 """
 import uuid
@@ -68,8 +68,8 @@ _STOCK_TAKE = (
 )
 
 
-def stock_take(*, wanted: Mapping[uuid.UUID, int]) -> uuid.UUID | None:
-    """Decrement the stock of every product in `wanted`, in id order; the first that lacks it, if one does (roll back then).
+def stock_take(*, wanted: Mapping[uuid.UUID, int]) -> list[Shortage]:
+    """Decrement the stock of every product in `wanted`, in id order; what is short, if any is (roll back then).
 
     Each product's row stays locked (FOR NO KEY UPDATE, as any UPDATE of
     other columns than its key) until the transaction ends, so a checkout
@@ -81,13 +81,22 @@ def stock_take(*, wanted: Mapping[uuid.UUID, int]) -> uuid.UUID | None:
         for product_id in sorted(wanted):
             cursor.execute(_STOCK_TAKE, [wanted[product_id], product_id, wanted[product_id]])
             if cursor.rowcount != 1:
-                return product_id
-    return None
+                return _shortages_now(wanted, refused=product_id)
+    return []
 
 
-def stock_read(*, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Product]:
-    """The products as they are now (those that exist), unlocked: for a refusal's figures."""
-    return {product.id: product for product in Product.objects.filter(id__in=product_ids)}
+def _shortages_now(wanted: Mapping[uuid.UUID, int], *, refused: uuid.UUID) -> list[Shortage]:
+    """A refused take's figures, read as the products are now; `refused` named even if restocked since."""
+    products = {product.id: product for product in Product.objects.filter(id__in=list(wanted))}
+    if shortages := stock_shortages(products=products, wanted=wanted):
+        return shortages
+    product = products.get(refused)
+    return [
+        Shortage(
+            product_id=refused, sku=product.sku if product else None, requested=wanted[refused],
+            available=product.inventory_quantity if product else 0,
+        )
+    ]
 
 
 def stock_release(*, returned: Mapping[uuid.UUID, int]) -> None:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from catalog.inventory import Shortage, stock_read, stock_read_related, stock_shortages, stock_take
+from catalog.inventory import Shortage, stock_read_related, stock_shortages, stock_take
 from catalog.models import Product
 from checkout.cart_cache import cart_cache_delete
 from checkout.models import Cart, CartItem
@@ -255,18 +255,8 @@ def checkout_create(*, session_id: str, customer: CustomerInfo, correlation_id: 
     )
     _cart_empty(cart)
     _cart_invalidate(session_id)
-    if (short := stock_take(wanted=wanted)) is not None:
+    if shortages := stock_take(wanted=wanted):
         # Sold or deactivated meanwhile: the caller's savepoint undoes the order (its number stays a gap).
-        now = stock_read(product_ids=list(wanted))
-        shortages = stock_shortages(products=now, wanted=wanted)
-        if not shortages:  # restocked again since the refusal: name the product refused, as it is now
-            product = now.get(short)
-            shortages = [
-                Shortage(
-                    product_id=short, sku=product.sku if product else None, requested=wanted[short],
-                    available=product.inventory_quantity if product else 0,
-                )
-            ]
         raise _insufficient_stock(shortages)
     logger.info("checkout committed", extra={"order_number": order.order_number})
     return order

@@ -6,9 +6,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg2
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -145,6 +148,18 @@ def header(record, name: str) -> str | None:
 def database_url_for_tests(port: int | None = None) -> str:
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{port or db['PORT'] or 5432}/{db['NAME']}"
+
+
+@contextmanager
+def other_session(*, lock_timeout: str | None = None) -> Iterator[Any]:
+    """A cursor on a connection of its own to the test database, in one transaction: rolled back unless committed, then closed."""
+    with closing(psycopg2.connect(database_url_for_tests())) as other, other.cursor() as cursor:
+        if lock_timeout is not None:
+            cursor.execute(f"SET lock_timeout = '{lock_timeout}'")
+        try:
+            yield cursor
+        finally:
+            other.rollback()
 
 
 def platform_process_env(**overrides: str) -> dict[str, str]:

@@ -6,11 +6,8 @@ runs the other side with a lock timeout: waiting would fail it.
 import random
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 
-import psycopg2
 import pytest
 from django.db import transaction
 from rest_framework.test import APIClient
@@ -22,7 +19,7 @@ from orders.models import Order
 from outbox.models import OutboxEvent
 from tests.api import add_to_cart, checkout
 from tests.factories import ProductFactory
-from tests.support import database_url_for_tests
+from tests.support import other_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,17 +30,6 @@ def far_day() -> date:
     return date(2200, 1, 1) + timedelta(days=32 * random.randrange(80_000))
 
 
-@contextmanager
-def session(lock_timeout: str = "2s") -> Iterator[psycopg2.extensions.cursor]:
-    """A connection of its own, in one transaction, rolled back at the end unless committed."""
-    with psycopg2.connect(database_url_for_tests()) as other, other.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = '{lock_timeout}'")
-        try:
-            yield cursor
-        finally:
-            other.rollback()
-
-
 def _number(cursor, day: date) -> int:
     cursor.execute("SELECT orders_number_next(%s)", [day])
     return cursor.fetchone()[0]
@@ -51,10 +37,10 @@ def _number(cursor, day: date) -> int:
 
 def test_an_order_number_taken_in_an_open_transaction_does_not_hold_up_the_next(far_day):
     day = far_day
-    with session() as earlier:
+    with other_session(lock_timeout="2s") as earlier:
         _number(earlier, day - timedelta(days=1))  # the day before created this day's sequence
         earlier.connection.commit()
-    with session() as first, session(lock_timeout="500ms") as second:
+    with other_session(lock_timeout="2s") as first, other_session(lock_timeout="500ms") as second:
         taken = _number(first, day)
         # The first checkout has not committed (its WAL flush still to come): the second does not wait for it.
         assert _number(second, day) == taken + 1
@@ -62,13 +48,13 @@ def test_an_order_number_taken_in_an_open_transaction_does_not_hold_up_the_next(
 
 def test_two_first_orders_of_a_day_with_no_order_the_day_before_both_get_a_number(far_day):
     day = far_day
-    with session() as first:
+    with other_session(lock_timeout="2s") as first:
         assert _number(first, day) == 1  # created the day's sequence, not committed yet
         answers: list[int | BaseException] = []
 
         def second() -> None:
             try:
-                with session(lock_timeout="10s") as cursor:
+                with other_session(lock_timeout="10s") as cursor:
                     answers.append(_number(cursor, day))
                     cursor.connection.commit()
             except BaseException as error:  # noqa: BLE001 - reported by the assertion below
@@ -85,7 +71,7 @@ def test_two_first_orders_of_a_day_with_no_order_the_day_before_both_get_a_numbe
 
 def test_tomorrows_sequence_is_made_a_day_ahead_and_those_over_a_week_old_dropped(far_day):
     old, kept, today = far_day, far_day + timedelta(days=11), far_day + timedelta(days=18)
-    with session() as cursor:
+    with other_session(lock_timeout="2s") as cursor:
         for day in (old, kept, today):
             _number(cursor, day)
         cursor.execute("SELECT sequencename FROM pg_sequences WHERE sequencename LIKE 'orders_number_%'")
@@ -98,10 +84,10 @@ def test_tomorrows_sequence_is_made_a_day_ahead_and_those_over_a_week_old_droppe
 
 def test_an_order_finding_tomorrows_sequence_being_made_does_not_wait_for_it(far_day):
     day = far_day
-    with session() as earlier:
+    with other_session(lock_timeout="2s") as earlier:
         _number(earlier, day - timedelta(days=1))  # made today's sequence; tomorrow's is still to make
         earlier.connection.commit()
-    with session() as first, session(lock_timeout="500ms") as second:
+    with other_session(lock_timeout="2s") as first, other_session(lock_timeout="500ms") as second:
         assert _number(first, day) == 1  # and made tomorrow's, not committed yet
         assert _number(second, day) == 2
 
@@ -109,8 +95,8 @@ def test_an_order_finding_tomorrows_sequence_being_made_does_not_wait_for_it(far
 def test_a_cart_add_commits_while_a_checkout_holds_the_products_stock():
     product = ProductFactory(inventory_quantity=5)
     with transaction.atomic():
-        assert stock_take(wanted={product.id: 1}) is None  # checkout's last write: the row locked until its commit
-        with session(lock_timeout="500ms") as cart_add:
+        assert stock_take(wanted={product.id: 1}) == []  # checkout's last write: the row locked until its commit
+        with other_session(lock_timeout="500ms") as cart_add:
             cart = uuid.uuid4()
             cart_add.execute(
                 "INSERT INTO checkout_cart (id, session_id, created_at, updated_at, expires_at)"
@@ -129,7 +115,7 @@ def test_stock_sold_between_the_checkouts_read_and_its_take_refuses_it_and_undoe
     product = ProductFactory(sku="LAST-ONE", inventory_quantity=1)
     add_to_cart(api_client, session_id, product.id, 1)
     answers = []
-    with session() as rival:
+    with other_session(lock_timeout="2s") as rival:
         # Another checkout took the last unit and has not committed: this checkout still reads 1 in stock.
         rival.execute(f"UPDATE {Product._meta.db_table} SET inventory_quantity = 0 WHERE id = %s", [str(product.id)])
         racing = threading.Thread(target=lambda: answers.append(checkout(APIClient(), session_id, str(uuid.uuid4()))))

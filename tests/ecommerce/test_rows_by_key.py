@@ -23,7 +23,7 @@ from core.db import row_get, row_insert, row_update, rows_insert, rows_with_rela
 from orders.models import Order, OrderItem, PaymentTransaction, ProcessedEvent
 from outbox.models import OutboxEvent
 from tests.factories import ProductFactory
-from tests.support import database_url_for_tests
+from tests.support import other_session
 
 TIMESTAMPS = {"created_at", "updated_at", "processed_at", "published_at"}
 
@@ -164,14 +164,12 @@ def test_row_update_writes_the_named_fields_and_stamps_updated_at_as_save_does()
 
 def _other_session_can_lock(table: str, pk) -> bool:
     """Whether another session could lock the row now (NOWAIT: no waiting)."""
-    with psycopg2.connect(database_url_for_tests()) as other, other.cursor() as cursor:
+    with other_session() as cursor:
         try:
             cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [str(pk)])
             return cursor.fetchone() is not None
         except psycopg2.errors.LockNotAvailable:
             return False
-        finally:
-            other.rollback()
 
 
 @pytest.mark.django_db(transaction=True)
