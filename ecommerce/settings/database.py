@@ -42,8 +42,11 @@ def database_settings(*, idle_in_transaction_timeout_ms: int) -> dict[str, Any]:
     return {
         "default": {
             **env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ecommerce"),
+            # Django's PostgreSQL backend, its health check made cheap (core/postgresql/base.py).
+            "ENGINE": "core.postgresql",
             # Reuse connections between requests, but re-check them so a restarted
-            # PostgreSQL does not leave every worker holding a dead socket.
+            # PostgreSQL does not leave every worker holding a dead socket (the
+            # check reads the socket first and asks the server only if it has spoken).
             "CONN_MAX_AGE": env.int("DATABASE_CONN_MAX_AGE", default=60),
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
