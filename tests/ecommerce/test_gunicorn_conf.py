@@ -1,7 +1,9 @@
-"""gunicorn.conf.py's worker hooks (the run command's and the image's web server)."""
+"""gunicorn.conf.py's worker hooks and settings (the run command's and the image's web server)."""
 import gc
 import runpy
 from pathlib import Path
+
+import pytest
 
 CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 
@@ -14,3 +16,12 @@ def test_a_worker_freezes_the_loaded_application_out_of_the_garbage_collectors_s
         assert gc.get_freeze_count() > 1000  # this process's loaded modules and their objects
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(("asked", "access_log"), [(None, None), ("", None), ("-", "-"), ("/var/log/web", "/var/log/web")])
+def test_requests_are_logged_only_when_asked_for(monkeypatch, asked, access_log):
+    if asked is None:
+        monkeypatch.delenv("WEB_ACCESS_LOG", raising=False)
+    else:
+        monkeypatch.setenv("WEB_ACCESS_LOG", asked)
+    assert runpy.run_path(str(CONF))["accesslog"] == access_log
