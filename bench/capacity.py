@@ -8,7 +8,8 @@ that rate (bench/e2e.py's `bench_rate`), every checkout was accepted (no
 error of any kind, 503s included), checkout p99 stayed under `--p99-ms`
 (500), every order settled, and orders were paid at at least 0.95× the
 checkout rate (provider latency `--provider-latency`, 0.3 s). The search
-multiplies the rate by 1.5 from `--start` while it is sustained, then
+multiplies the rate by 1.5 from `--start` while it is sustained (divides
+it, down to `--min`, while it is not), then
 bisects between the last sustained and the first failed rate until they
 are within `--resolution` (5%). Each `--checkout` is started with its own
 run.sh (bench/platforms.py) and searched in turn; the machine's calibration
@@ -18,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +47,37 @@ def verdict(row: dict, *, p99_seconds: float) -> str | None:
     return None
 
 
+def rate_search(
+    probe: Callable[[float], bool], *, start: float, lowest: float, highest: float, resolution: float
+) -> tuple[float, float | None]:
+    """Return (the highest rate `probe` passed, the lowest it failed above that; None if none failed up to `highest`).
+
+    Up by 1.5× from `start` while rates pass; from a failing start, down by
+    1.5× until one passes (not below `lowest`: then 0.0); then bisect until
+    the two are within `resolution`.
+    """
+    sustained, failed, rate = 0.0, None, start
+    while rate <= highest:
+        if not probe(rate):
+            failed = rate
+            break
+        sustained, rate = rate, rate * 1.5
+    # A start above capacity: step down by the same factor until a rate is sustained.
+    while failed is not None and not sustained and failed / 1.5 >= lowest:
+        rate = failed / 1.5
+        if probe(rate):
+            sustained = rate
+        else:
+            failed = rate
+    while failed is not None and sustained and failed > sustained * (1 + resolution):
+        middle = (sustained + failed) / 2
+        if probe(middle):
+            sustained = middle
+        else:
+            failed = middle
+    return sustained, failed
+
+
 def search(platform: StartedPlatform, arguments) -> dict:
     manager = Platform(platform.base_url, username="manager", password="manager123", metrics_token=None, timeout_seconds=30)
     products = catalog_products(platform.base_url)
@@ -61,18 +94,9 @@ def search(platform: StartedPlatform, arguments) -> dict:
         time.sleep(arguments.pause)
         return why is None
 
-    sustained, failed, rate = 0.0, None, arguments.start
-    while rate <= arguments.max:
-        if not probe(rate):
-            failed = rate
-            break
-        sustained, rate = rate, rate * 1.5
-    while failed is not None and sustained and failed > sustained * (1 + arguments.resolution):
-        middle = (sustained + failed) / 2
-        if probe(middle):
-            sustained = middle
-        else:
-            failed = middle
+    sustained, failed = rate_search(
+        probe, start=arguments.start, lowest=arguments.min, highest=arguments.max, resolution=arguments.resolution
+    )
     return {"sustained_rate": sustained, "first_failed_rate": failed, "probes": probes}
 
 
@@ -81,6 +105,7 @@ def main() -> None:
     parser.add_argument("--checkout", action="append", type=Path, required=True, help="repeat for A/B")
     parser.add_argument("--web-port", type=int, default=8000)
     parser.add_argument("--start", type=float, default=8.0, help="first rate tried, checkouts/s")
+    parser.add_argument("--min", type=float, default=1.0, help="lowest rate tried when --start is not sustained")
     parser.add_argument("--max", type=float, default=120.0)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per probe")
     parser.add_argument("--pause", type=float, default=5.0, help="seconds of rest between probes")
