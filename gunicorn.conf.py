@@ -12,7 +12,8 @@ import gc
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
-worker_class = "gthread"
+# gunicorn's gthread, ending connections without blocking its main thread (core/gunicorn_worker.py).
+worker_class = "core.gunicorn_worker.ThreadWorker"
 # Each thread may hold a PostgreSQL connection (CONN_MAX_AGE): workers × threads
 # stays well under PostgreSQL's default of 100 connections.
 threads = int(os.environ.get("WEB_THREADS", "10"))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from core.gunicorn_worker import LINGER_SECONDS
 from tests.servers import gunicorn_server as gunicorn_server_process
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +92,49 @@ def test_a_client_that_stalls_its_body_loses_the_request_with_408(gunicorn_serve
         assert READ_TIMEOUT_SECONDS - 0.5 <= elapsed < READ_TIMEOUT_SECONDS + 5, elapsed
     finally:
         sock.close()
+
+
+def _answered(port: int) -> socket.socket:
+    """Ask for /health/live and read the whole answer; return the socket, still open on this side."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return sock
+
+
+def test_a_client_that_keeps_its_socket_after_its_answer_holds_up_no_one():
+    # given one worker, so that every connection goes to the same main thread
+    with gunicorn_server_process(WEB_CONCURRENCY="1") as base:
+        port = int(base.rsplit(":", 1)[1])
+        # and a client that got its answer and does not close (gunicorn's own close waited 1.8 s for it)
+        held = _answered(port)
+        try:
+            time.sleep(0.3)  # the worker has begun to end that connection
+
+            # when others ask meanwhile
+            timings = []
+            for _ in range(3):
+                started = time.monotonic()
+                _answered(port).close()
+                timings.append(time.monotonic() - started)
+
+            # then they are answered at once
+            assert max(timings) < 0.5, timings
+            # and the held connection is ended on the server's side within its linger time:
+            # data sent now is read and dropped (no reset), data sent after it meets a closed socket.
+            held.sendall(b"x")
+            time.sleep(0.2)
+            assert held.recv(1) == b""  # the end of the answer, not a reset
+            time.sleep(LINGER_SECONDS + 1.5)
+            held.sendall(b"x")
+            time.sleep(0.2)
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                held.recv(1)
+                held.sendall(b"x")
+        finally:
+            held.close()

@@ -1,0 +1,94 @@
+"""gunicorn's threaded worker, ending each connection without stopping the worker's main thread to wait for the client.
+
+gunicorn 27's gthread worker closes a connection it does not keep alive (with
+`keepalive = 0`, every one: gunicorn.conf.py) on its main thread, the one
+that accepts connections and hands them to the threads: it half-closes the
+socket and then reads, blocking, until the client closes its side or two
+seconds pass (RFC 9112 §9.6: a close with unread request bytes in the buffer
+makes the kernel send a reset, which can destroy the response's tail before
+the client reads it). While it waits, the worker accepts nothing and
+dispatches nothing. One client that keeps its socket after its answer held
+every other request of its worker for 1.8 s (tests/ecommerce/test_slow_clients.py),
+and under load each close waits for a client that is itself short of CPU.
+
+Here the lingering is the same but does not block: the write side is shut
+(the client sees the end of the response), the socket joins the main
+thread's poller, what the client sends is read and dropped as it arrives,
+and the socket is closed when the client closes, past `MAX_DRAIN_BYTES`, or
+at `LINGER_SECONDS`, whichever comes first. gunicorn has no setting for this;
+the override is of `finish_request`'s closing branch only and of the
+keep-alive sweep the main loop already runs, and requirements.txt pins the
+version it was written against.
+"""
+import collections
+import selectors
+import socket
+import time
+
+from gunicorn import util
+from gunicorn.workers import gthread
+
+LINGER_SECONDS = 2.0  # gunicorn's own close_graceful timeout
+MAX_DRAIN_BYTES = 65536  # and its max_drain
+# Sockets lingering at once, per worker: beyond it the oldest is closed (a
+# file descriptor each; clients that never close cannot pile them up).
+MAX_LINGERING = 256
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    def init_process(self) -> None:
+        # (deadline, socket, bytes drained so far) in the order they began to linger: deadlines rise.
+        self.lingering: collections.deque[list] = collections.deque()
+        super().init_process()
+
+    def finish_request(self, conn, fs) -> None:
+        closing = fs.cancelled() or (fs.exception() is None and not fs.result())  # gunicorn's test, as it reads
+        if not closing:  # kept alive, deferred, or failed: gunicorn's own handling
+            super().finish_request(conn, fs)
+            return
+        self.nr_conns -= 1
+        self._linger(conn.sock)
+
+    def _linger(self, sock: socket.socket) -> None:
+        entry = [time.monotonic() + LINGER_SECONDS, sock, 0]
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+            self.poller.register(sock, selectors.EVENT_READ, lambda _sock: self._drain(entry))
+        except (OSError, ValueError, KeyError):
+            util.close(sock)  # the client is gone already
+            return
+        self.lingering.append(entry)
+        while len(self.lingering) > MAX_LINGERING:
+            self._close(self.lingering.popleft()[1])
+
+    def _drain(self, entry: list) -> None:
+        sock = entry[1]
+        try:
+            while entry[2] < MAX_DRAIN_BYTES:
+                data = sock.recv(4096)
+                if not data:
+                    break  # the client closed its side
+                entry[2] += len(data)
+            # else: the client keeps sending; stop listening
+        except BlockingIOError:
+            return  # all read for now; wait for more or for the end
+        except OSError:
+            pass  # reset: nothing more to wait for
+        self._close(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        if sock.fileno() == -1:
+            return  # closed already (its entry stays in `lingering` until its deadline)
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        util.close(sock)
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        # Run by the main loop at least once a second, and with force=True at shutdown.
+        super().murder_keepalived(force)
+        now = time.monotonic()
+        while self.lingering and (force or self.lingering[0][0] <= now):
+            self._close(self.lingering.popleft()[1])
