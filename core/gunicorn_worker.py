@@ -20,10 +20,10 @@ the override is of `finish_request`'s closing branch only and of the
 keep-alive sweep the main loop already runs, and requirements.txt pins the
 version it was written against.
 """
-import collections
 import selectors
 import socket
 import time
+from dataclasses import dataclass
 
 from gunicorn import util
 from gunicorn.workers import gthread
@@ -35,10 +35,16 @@ MAX_DRAIN_BYTES = 65536  # and its max_drain
 MAX_LINGERING = 256
 
 
+@dataclass(slots=True)
+class _Linger:
+    deadline: float
+    drained: int = 0
+
+
 class ThreadWorker(gthread.ThreadWorker):
     def init_process(self) -> None:
-        # (deadline, socket, bytes drained so far) in the order they began to linger: deadlines rise.
-        self.lingering: collections.deque[list] = collections.deque()
+        # The lingering sockets, in the order they began to linger: their deadlines rise.
+        self.lingering: dict[socket.socket, _Linger] = {}
         super().init_process()
 
     def finish_request(self, conn, fs) -> None:
@@ -50,27 +56,25 @@ class ThreadWorker(gthread.ThreadWorker):
         self._linger(conn.sock)
 
     def _linger(self, sock: socket.socket) -> None:
-        entry = [time.monotonic() + LINGER_SECONDS, sock, 0]
         try:
             sock.shutdown(socket.SHUT_WR)
             sock.setblocking(False)
-            self.poller.register(sock, selectors.EVENT_READ, lambda _sock: self._drain(entry))
+            self.poller.register(sock, selectors.EVENT_READ, self._drain)
         except (OSError, ValueError, KeyError):
             util.close(sock)  # the client is gone already
             return
-        self.lingering.append(entry)
-        while len(self.lingering) > MAX_LINGERING:
-            self._close(self.lingering.popleft()[1])
+        self.lingering[sock] = _Linger(deadline=time.monotonic() + LINGER_SECONDS)
+        if len(self.lingering) > MAX_LINGERING:
+            self._close(next(iter(self.lingering)))
 
-    def _drain(self, entry: list) -> None:
-        sock = entry[1]
+    def _drain(self, sock: socket.socket) -> None:
+        linger = self.lingering[sock]
         try:
-            while entry[2] < MAX_DRAIN_BYTES:
+            while linger.drained < MAX_DRAIN_BYTES:  # past it the client keeps sending: stop listening
                 data = sock.recv(4096)
                 if not data:
                     break  # the client closed its side
-                entry[2] += len(data)
-            # else: the client keeps sending; stop listening
+                linger.drained += len(data)
         except BlockingIOError:
             return  # all read for now; wait for more or for the end
         except OSError:
@@ -78,8 +82,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self._close(sock)
 
     def _close(self, sock: socket.socket) -> None:
-        if sock.fileno() == -1:
-            return  # closed already (its entry stays in `lingering` until its deadline)
+        del self.lingering[sock]
         try:
             self.poller.unregister(sock)
         except (KeyError, ValueError, OSError):
@@ -90,5 +93,8 @@ class ThreadWorker(gthread.ThreadWorker):
         # Run by the main loop at least once a second, and with force=True at shutdown.
         super().murder_keepalived(force)
         now = time.monotonic()
-        while self.lingering and (force or self.lingering[0][0] <= now):
-            self._close(self.lingering.popleft()[1])
+        while self.lingering:
+            sock, linger = next(iter(self.lingering.items()))
+            if not force and linger.deadline > now:
+                break
+            self._close(sock)
