@@ -8,7 +8,8 @@ seconds pass (RFC 9112 §9.6: a close with unread request bytes in the buffer
 makes the kernel send a reset, which can destroy the response's tail before
 the client reads it). While it waits, the worker accepts nothing and
 dispatches nothing. One client that keeps its socket after its answer held
-every other request of its worker for 1.8 s (tests/ecommerce/test_slow_clients.py),
+every other request of its worker until those two seconds ran out
+(tests/ecommerce/test_slow_clients.py fails on gthread),
 and under load each close waits for a client that is itself short of CPU.
 
 Here the lingering is the same but does not block: the write side is shut
