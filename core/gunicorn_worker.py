@@ -69,7 +69,9 @@ class ThreadWorker(gthread.ThreadWorker):
             self._close(next(iter(self.lingering)))
 
     def _drain(self, sock: socket.socket) -> None:
-        linger = self.lingering[sock]
+        linger = self.lingering.get(sock)
+        if linger is None:
+            return  # closed earlier in this round of events (evicted), its event already selected
         try:
             while linger.drained < MAX_DRAIN_BYTES:  # past it the client keeps sending: stop listening
                 data = sock.recv(4096)
