@@ -147,3 +147,63 @@ def test_a_saturated_server_refuses_the_excess_fast_and_finishes_what_it_admitte
     replayed = post_checkout(gunicorn_server, spare, refused_key)
     assert replayed.headers.get("Idempotent-Replayed") == "true"
     assert Order.objects.count() == LIMIT + 1
+
+
+@pytest.fixture
+def queueing_server() -> Iterator[str]:
+    """One process, two slots, one request may wait for a slot for up to five seconds."""
+    with gunicorn_server_process(
+        WEB_CONCURRENCY="1",
+        WEB_SHED_MAX_IN_FLIGHT=str(LIMIT),
+        WEB_SHED_QUEUE_SECONDS="5",
+        WEB_SHED_MAX_QUEUED="1",
+        WEB_SHED_RETRY_AFTER_SECONDS="2",
+    ) as base:
+        yield base
+
+
+def test_a_request_that_finds_every_slot_taken_waits_for_one_and_the_queue_is_bounded(queueing_server):
+    product = ProductFactory(inventory_quantity=10)
+    held = [cart_with_item(product) for _ in range(LIMIT)]
+    waiting = cart_with_item(product)
+    dsn = database_url()
+    lockers = [psycopg2.connect(dsn) for _ in held]
+    pool = ThreadPoolExecutor(max_workers=LIMIT + 1)
+    try:
+        # given: both slots taken by checkouts blocked on their carts' row locks, each lock its own transaction
+        for locker, session_id in zip(lockers, held):
+            with locker.cursor() as cursor:
+                cursor.execute("SELECT id FROM checkout_cart WHERE session_id = %s FOR UPDATE", [session_id])
+        admitted = [pool.submit(post_checkout, queueing_server, session_id, f"held-{session_id}") for session_id in held]
+        deadline = time.monotonic() + 30
+        while lock_waiters(dsn) < LIMIT:
+            assert time.monotonic() < deadline, "the checkouts never reached their locks"
+            time.sleep(0.05)
+
+        # when: a checkout arrives, and then another request while it waits
+        queued = pool.submit(timed, lambda: post_checkout(queueing_server, waiting, f"queued-{waiting}"))
+        time.sleep(0.5)
+        refused = timed(lambda: requests.get(f"{queueing_server}{API}/products", timeout=30))
+
+        # then: the queue's one place is taken, so the second is refused at once, and the first still waits
+        assert_shed(*refused)
+        assert not queued.done(), "the checkout that found every slot taken was not kept waiting"
+
+        # when: one slot frees
+        lockers[0].rollback()
+
+        # then: the waiting checkout is admitted and served, well within its wait
+        response, seconds = queued.result(timeout=30)
+        assert response.status_code == 201, response.text
+        assert seconds < 5
+        assert admitted[0].result(timeout=30).status_code == 201
+        metrics = requests.get(f"{queueing_server}/metrics", timeout=5).text
+        assert "http_requests_queued_total 1.0" in metrics
+        assert "http_requests_shed_total 1.0" in metrics
+    finally:
+        for locker in lockers:
+            locker.rollback()
+            locker.close()
+        pool.shutdown(wait=True)
+    assert admitted[1].result().status_code == 201
+    assert Order.objects.count() == LIMIT + 1
