@@ -16,7 +16,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 worker_class = "core.gunicorn_worker.ThreadWorker"
 # Each thread may hold a PostgreSQL connection (CONN_MAX_AGE): workers × threads
 # stays well under PostgreSQL's default of 100 connections.
-threads = int(os.environ.get("WEB_THREADS", "12"))
+threads = int(os.environ.get("WEB_THREADS", "14"))
 worker_connections = threads
 # No kept-alive idle connections: each would count against worker_connections.
 # nginx opens a new upstream connection per request anyway.

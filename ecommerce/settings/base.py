@@ -99,17 +99,17 @@ REQUEST_READ_TIMEOUT_SECONDS = env.float("REQUEST_READ_TIMEOUT_SECONDS", default
 # Load shedding (core/shedding.py): API requests working at once per web
 # process (at least 2, below gunicorn's threads, which stay free to refuse the
 # excess and answer health checks), and the Retry-After of the 503 beyond it.
-# 8 of gunicorn's 12 threads: at 4, bursts of an open-loop 25 checkouts/s (below
+# 8 of gunicorn's 14 threads: at 4, bursts of an open-loop 25 checkouts/s (below
 # capacity) were shed (4 and 19 of 1,500 in two runs); at 8 none were (README,
 # Benchmark).
 WEB_SHED_MAX_IN_FLIGHT = max(env.int("WEB_SHED_MAX_IN_FLIGHT", default=8), 2)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
 # A request that finds every slot taken waits this long for one, and at most
 # this many wait at once per process (the rest are refused at once): with
-# gunicorn's 12 threads, 8 working and 2 waiting leave 2 for health checks.
+# gunicorn's 14 threads, 8 working and 4 waiting leave 2 for health checks.
 # A stall of a quarter second no longer sheds below capacity (core/shedding.py).
 WEB_SHED_QUEUE_SECONDS = max(env.float("WEB_SHED_QUEUE_SECONDS", default=0.25), 0.0)
-WEB_SHED_MAX_QUEUED = max(env.int("WEB_SHED_MAX_QUEUED", default=2), 0)
+WEB_SHED_MAX_QUEUED = max(env.int("WEB_SHED_MAX_QUEUED", default=4), 0)
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
