@@ -4,9 +4,12 @@ The server runs one process with an in-flight limit of two API requests.
 The test saturates it with checkouts that really wait inside the server: it
 holds their carts' row locks in a transaction of its own, so each checkout
 blocks in PostgreSQL while keeping its slot. Everything else sent meanwhile
-must be refused at once with 503 problem+json and Retry-After; health and
-/metrics still answer; once the locks go, the admitted checkouts succeed and
-a refused one retried with its Idempotency-Key goes through, exactly once.
+must be refused fast (after the queue's quarter second at most) with 503
+problem+json and Retry-After; health and /metrics still answer; once the
+locks go, the admitted checkouts succeed and a refused one retried with its
+Idempotency-Key goes through, exactly once. A second server lets a request
+wait for a slot: it is served when one frees, and the queue's one place
+taken, the next request is refused at once.
 """
 import time
 import uuid
