@@ -196,15 +196,29 @@ cmd_up() {
     log "all services up"
 }
 
+# Remove a pid file unless it names another live process than the one stopped: a platform started
+# while this one was stopping (run.sh again right after Ctrl-C) has written its own, and without it
+# the drills cannot reach its broker and `down` cannot stop it.
+remove_pid_file() { # file stopped-pid
+    local now
+    now="$(cat "$1" 2>/dev/null)" || return 0
+    if [[ -z $now || $now == "$2" ]] || ! kill -0 "$now" 2>/dev/null; then
+        rm -f "$1"
+        return 0
+    fi
+    return 1
+}
+
 cmd_down() {
-    local pid
-    if pid="$(running_pid "$PROXY_PID_FILE" broker_proxy)"; then stop_pid "$pid" "the broker proxy"; fi
-    if pid="$(running_pid "$TANSU_PID_FILE" tansu)"; then
-        stop_pid "$pid" tansu
+    local proxy_pid="" tansu_pid=""
+    if proxy_pid="$(running_pid "$PROXY_PID_FILE" broker_proxy)"; then stop_pid "$proxy_pid" "the broker proxy"; fi
+    if tansu_pid="$(running_pid "$TANSU_PID_FILE" tansu)"; then
+        stop_pid "$tansu_pid" tansu
     elif kafka_up; then
         log "Kafka on $KAFKA_HOST:$KAFKA_PORT was not started by services.sh; leaving it"
     fi
-    rm -f "$PROXY_PID_FILE" "$PROXY_CONTROL" "$TANSU_PID_FILE"
+    if remove_pid_file "$PROXY_PID_FILE" "$proxy_pid"; then rm -f "$PROXY_CONTROL"; fi
+    remove_pid_file "$TANSU_PID_FILE" "$tansu_pid" || true
     local kind first second
     while read -r kind first second; do
         case "$kind" in
