@@ -33,14 +33,14 @@ database busy (a few per process; see .env.example).
 A request that finds every slot taken waits for one, briefly: at most
 `WEB_SHED_QUEUE_SECONDS`, and only `WEB_SHED_MAX_QUEUED` requests per process
 wait at once (the next is refused at once), so the threads left over stay
-free for the probes. A platform below its capacity still has stalls, a
-collection or a lock wait that holds one process's slots for a fraction of a
-second while requests keep arriving. Refused at once, those requests were
-503s at a rate the platform serves: in `bench/capacity.py`'s run of
-2026-12-07 20:28-20:41 UTC, 63.3 checkouts/s failed on 7 of its 1,899 checkouts
-refused with 503, checkout p99 at 177 ms and 0.97 of the orders paid. Waiting, they are
-served a little late. Past capacity the queue stays full, and the excess is
-refused as before.
+free for the probes. A platform below its capacity still has stalls (on a
+shared disk, commits that wait a few hundred ms for their flush) that hold
+one process's slots while requests keep arriving. Refused at once, those
+requests were 503s at rates the platform otherwise served, checkout p99 and
+paid rate within bounds (README, "Capacity", the runs before the queue).
+Waiting, they are served a little late. Past capacity the queue stays full,
+and the excess is refused as before.
+
 This is the concurrency limiter with a bounded, timed queue of Netflix's
 concurrency-limits and Envoy's admission control, in a few lines over
 `threading.Condition`: neither exists for Django, and a WSGI process needs
@@ -116,7 +116,7 @@ class LoadSheddingMiddleware:
             if self.in_flight < limit:
                 self.in_flight += 1
                 return True
-            if self.queued >= self.max_queued or self.queue_seconds <= 0:
+            if self.queued >= self.max_queued:
                 return False
             self.queued += 1
             try:
