@@ -19,7 +19,7 @@ from kafka.errors import (
     UnknownProducerIdError,
 )
 
-from messaging.kafka.connection import ProducerClient
+from messaging.kafka.connection import KeyHashCachingPartitioner, ProducerClient
 from resilience.policies import policy
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ class EventProducer:
             max_request_size=max_request_bytes,
             allow_auto_create_topics=False,
             kafka_client=ProducerClient,
+            partitioner=KeyHashCachingPartitioner(),
         )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
